@@ -1,0 +1,75 @@
+"""The ``ecgproto`` console script: argument parsing over library functions.
+
+Each sub-command lives in ``ecgproto/commands/<name>.py`` and defines
+``add_arguments(parser)`` and ``run(args) -> int``. Every command takes
+``--config`` (YAML under ``configs/``), ``--set key.path=value`` overrides and ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from ecgproto import __version__
+from ecgproto.configuration import ConfigError
+
+# name -> (one-line help, implemented?)
+COMMANDS: dict[str, tuple[str, bool]] = {
+    "synth": ("write a synthetic PTB-XL- and MIMIC-IV-shaped archive (WFDB + CSV)", False),
+    "prepare": ("read, validate, filter and cache an archive as a memory-mapped array", False),
+    "train": ("staged training of the three prototype branches and the fusion head", False),
+    "project": ("project prototypes onto training ECG segments (stored with provenance)", False),
+    "evaluate": ("dataset-level metrics with bootstrap CIs and an HTML report", False),
+    "score": ("batch-score a WFDB folder, manifest, PTB-XL or MIMIC-IV-ECG archive", False),
+    "explain": ("case-based explanations (12-lead plots + HTML) for given records", False),
+    "prototypes": ("render the gallery of projected prototypes", False),
+    "phenotype": ("prototype-to-phecode association report on a MIMIC-IV cohort", False),
+    "demo": ("run the whole pipeline on the embedded synthetic archive", False),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Parser with one sub-parser per command (unimplemented ones say so in their help)."""
+    parser = argparse.ArgumentParser(
+        prog="ecgproto",
+        description="Interpretable, case-based 12-lead ECG classification (ProtoECGNet-style).",
+    )
+    parser.add_argument("--version", action="version", version=f"ecgproto {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (help_text, implemented) in COMMANDS.items():
+        text = help_text if implemented else f"{help_text} [not implemented yet]"
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("--config", default=None, help="YAML config file (see configs/); defaults apply when omitted")
+        p.add_argument(
+            "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+            help="override one config value, e.g. --set train.batch_size=16 (repeatable)",
+        )
+        if implemented:
+            module = importlib.import_module(f"ecgproto.commands.{name}")
+            module.add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    _, implemented = COMMANDS[args.command]
+    if not implemented:
+        print(f"ecgproto {args.command}: not implemented yet", file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"ecgproto.commands.{args.command}")
+    try:
+        return int(module.run(args) or 0)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"ecgproto {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

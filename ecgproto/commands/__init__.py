@@ -1,0 +1,1 @@
+"""Thin front-ends of the ``ecgproto`` sub-commands (one module each)."""
