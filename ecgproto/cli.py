@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, bool]] = {
     "explain": ("case-based explanations (12-lead plots + HTML) for given records", False),
     "prototypes": ("render the gallery of projected prototypes", False),
     "phenotype": ("prototype-to-phecode association report on a MIMIC-IV cohort", False),
-    "demo": ("run the whole pipeline on the embedded synthetic archive", False),
+    "demo": ("run the whole pipeline on the embedded synthetic archive", True),
 }
 
 
