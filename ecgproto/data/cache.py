@@ -18,6 +18,7 @@ temporary folder that is renamed into place, so a cache folder is either complet
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -58,6 +59,7 @@ class CachedArchive:
     key: str
     standardization: dict[str, list[float]] | None  # fitted on the train split; None unless data.standardize
     meta: dict[str, Any]
+    reused: bool = False  # True when prepare_cache found a cache with the same key
 
     def rows(self, split: str) -> np.ndarray:
         """Row indices (ascending int64) of ``split`` in {"train", "val", "test"}."""
@@ -175,7 +177,7 @@ def prepare_cache(cfg: DataConfig, root: str | Path | None = None, *, force: boo
     if not force and (final / "meta.json").is_file():
         existing = open_cache(final)
         if existing.key == key:
-            return existing
+            return dataclasses.replace(existing, reused=True)
     cache_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key[:16]}-", dir=cache_root))
     try:
