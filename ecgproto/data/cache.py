@@ -159,6 +159,14 @@ def _read_all(paths: list[str], cfg: DataConfig, n_samples: int, target: np.ndar
     return statuses, messages
 
 
+def _stored_key(folder: Path) -> str | None:
+    """Key recorded in ``folder/meta.json``; None when absent or unreadable (the cache is rebuilt)."""
+    try:
+        return json.loads((folder / "meta.json").read_text()).get("key")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def prepare_cache(cfg: DataConfig, root: str | Path | None = None, *, force: bool = False) -> CachedArchive:
     """Read, validate, high-pass and cache the PTB-XL-shaped archive at ``root`` (default ``cfg.root``).
 
@@ -174,10 +182,8 @@ def prepare_cache(cfg: DataConfig, root: str | Path | None = None, *, force: boo
     key = cache_key(cfg, root, paths)
     cache_root = Path(cfg.cache_dir).expanduser()
     final = cache_root / key[:16]
-    if not force and (final / "meta.json").is_file():
-        existing = open_cache(final)
-        if existing.key == key:
-            return dataclasses.replace(existing, reused=True)
+    if not force and _stored_key(final) == key:
+        return dataclasses.replace(open_cache(final), reused=True)
     cache_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key[:16]}-", dir=cache_root))
     try:

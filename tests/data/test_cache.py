@@ -91,6 +91,9 @@ def test_reuse_only_when_key_matches(mini_ptbxl: Path, tmp_path: Path) -> None:
     changed = prepare_cache(cfg)
     assert changed.key != first.key and not changed.reused
     assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".tmp")]
+    (changed.path / "meta.json").write_text("{broken")  # damaged cache: rebuilt, not an error
+    rebuilt = prepare_cache(cfg)
+    assert rebuilt.key == changed.key and not rebuilt.reused
 
 
 def test_failure_leaves_no_half_written_cache(mini_ptbxl: Path, tmp_path: Path, monkeypatch) -> None:
