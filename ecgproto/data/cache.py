@@ -188,13 +188,26 @@ def prepare_cache(cfg: DataConfig, root: str | Path | None = None, *, force: boo
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key[:16]}-", dir=cache_root))
     try:
         _write_cache(tmp, cfg, ptbxl, split, paths, n_samples, key)
-        if final.exists():
-            shutil.rmtree(final)  # stale (different key or forced rebuild)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        _move_into_place(tmp, final, key, force)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already when the rename succeeded
     return open_cache(final)
+
+
+def _move_into_place(tmp: Path, final: Path, key: str, force: bool) -> None:
+    """Rename ``tmp`` to ``final``. A complete cache with the same key written meanwhile by another
+    process (e.g. a second training rank) is kept and ``tmp`` discarded; a stale one is replaced."""
+    for _ in range(3):
+        if final.exists():
+            if _stored_key(final) == key and not force:
+                return
+            shutil.rmtree(final, ignore_errors=True)
+        try:
+            os.replace(tmp, final)
+            return
+        except OSError:  # another process renamed its copy in between: look again
+            continue
+    raise OSError(f"could not move the new cache {tmp} to {final}; is another process writing it?")
 
 
 def _write_cache(tmp: Path, cfg: DataConfig, ptbxl, split: np.ndarray, paths: list[str],
