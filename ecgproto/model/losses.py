@@ -18,7 +18,7 @@ prototype class identity I (P, C) one-hot (every prototype belongs to exactly on
   mean over classes of ‖P̂_c P̂_cᵀ − I_K‖²_F / K² among each class's K prototypes; scope
   "all" (reference): ‖P̂P̂ᵀ − I_P‖²_F / P² over all prototypes.
 - ``contrastive_loss``: with the class co-occurrence L (C, C) (``jaccard_cooccurrence``) and
-  cosine matrix S = P̂P̂ᵀ clamped to ±(1 − 1e-6), over pairs of prototypes of *different*
+  cosine matrix S = P̂P̂ᵀ, over pairs of prototypes of *different*
   classes: M_pos[j,k] = L[c(j), c(k)], M_neg[j,k] = 1 − L[c(j), c(k)], each normalised to
   sum 1; loss = −(Σ S⊙M̃_pos − Σ S⊙M̃_neg)/√P. The reference also put same-class pairs
   (and j = k) in M_pos with weight 1, which fights the diversity term; here same-class
@@ -37,9 +37,6 @@ from torch import nn
 
 from ecgproto.model.branch import BranchOutput, PrototypeBranch
 from ecgproto.model.config import LossConfig
-
-COS_CLAMP = 1e-6
-
 
 def jaccard_cooccurrence(labels: np.ndarray | torch.Tensor) -> np.ndarray:
     """Training labels (N, C) in {0,1} → Jaccard co-occurrence (C, C) float32:
@@ -102,8 +99,24 @@ def _normalized(prototypes: torch.Tensor) -> torch.Tensor:
     return F.normalize(prototypes.reshape(prototypes.shape[0], -1), dim=1)
 
 
+def _class_blocks(p_hat: torch.Tensor, identity: torch.Tensor) -> torch.Tensor | None:
+    """(P, D) → (C, K, D) when prototypes are class-major with K per class (as branches build them)."""
+    classes = identity.argmax(dim=1)
+    n_classes = identity.shape[1]
+    if p_hat.shape[0] % n_classes:
+        return None
+    k = p_hat.shape[0] // n_classes
+    expected = torch.arange(n_classes, device=classes.device).repeat_interleave(k)
+    if not torch.equal(classes, expected):
+        return None
+    return p_hat.reshape(n_classes, k, -1)
+
+
 def diversity_loss(prototypes: torch.Tensor, identity: torch.Tensor, scope: str = "class") -> torch.Tensor:
-    """Orthogonality of normalised prototypes (P, D): per class (mean of ‖Gram_c − I‖²_F/K²) or over all."""
+    """Orthogonality of normalised prototypes (P, D): per class (mean of ‖Gram_c − I‖²_F/K²) or over all.
+
+    Per class costs C·K²·D (a batched Gram per class), not P²·D.
+    """
     p_hat = _normalized(prototypes)
     if scope == "all":
         n = p_hat.shape[0]
@@ -111,6 +124,11 @@ def diversity_loss(prototypes: torch.Tensor, identity: torch.Tensor, scope: str 
         return ((gram - torch.eye(n, device=gram.device)) ** 2).sum() / n**2
     if scope != "class":
         raise ValueError(f"unknown diversity scope {scope!r}; expected 'class' or 'all'")
+    blocks = _class_blocks(p_hat, identity)
+    if blocks is not None:
+        k = blocks.shape[1]
+        gram = blocks @ blocks.transpose(1, 2)  # (C, K, K)
+        return ((gram - torch.eye(k, device=gram.device)) ** 2).sum(dim=(1, 2)).mean() / k**2
     same = identity @ identity.T  # (P, P) 1 for same-class pairs (incl. diagonal)
     gram = p_hat @ p_hat.T
     per_class = same.sum(dim=1)  # K of each prototype's class
@@ -122,16 +140,25 @@ def diversity_loss(prototypes: torch.Tensor, identity: torch.Tensor, scope: str 
 
 
 def contrastive_loss(prototypes: torch.Tensor, identity: torch.Tensor, cooccurrence: torch.Tensor) -> torch.Tensor:
-    """Co-occurrence-weighted attraction/repulsion between prototypes of different classes (P, D) → scalar."""
+    """Co-occurrence-weighted attraction/repulsion between prototypes of different classes (P, D) → scalar.
+
+    The pair weights depend only on the two classes, so Σ_jk S_jk·L[c(j),c(k)] over different-class
+    pairs equals Σ_cc' L'_cc'·<m_c, m_c'> with class sums m_c = Σ_{j∈c} p̂_j and L' = L with a zero
+    diagonal: C²·D work instead of P²·D. (The reference clamps each cosine to ±(1 − 1e-6); that
+    only differs for exactly parallel prototypes, by ≤ 1e-6 per pair, and is not reproduced.)
+    """
     p_hat = _normalized(prototypes)
-    sim = (p_hat @ p_hat.T).clamp(-1 + COS_CLAMP, 1 - COS_CLAMP)
-    pair = identity @ cooccurrence.to(identity) @ identity.T  # L[c(j), c(k)]
-    different = 1.0 - identity @ identity.T
-    pos = pair * different
-    neg = (1.0 - pair) * different
-    pos = pos / (pos.sum() + 1e-6)
-    neg = neg / (neg.sum() + 1e-6)
-    return -((sim * pos).sum() - (sim * neg).sum()) / math.sqrt(p_hat.shape[0])
+    ident = identity.to(p_hat)
+    co = cooccurrence.to(p_hat)
+    off_diag = 1.0 - torch.eye(co.shape[0], device=co.device, dtype=co.dtype)
+    sums = ident.T @ p_hat  # (C, D) class sums of normalised prototypes
+    dots = sums @ sums.T  # (C, C): Σ_{j∈c, k∈c'} cos(p_j, p_k)
+    counts = ident.sum(dim=0)
+    pairs = counts[:, None] * counts[None, :] * off_diag  # number of prototype pairs per class pair
+    pos_w, neg_w = co * off_diag, (1.0 - co) * off_diag
+    pos = (dots * pos_w).sum() / ((pairs * pos_w).sum() + 1e-6)
+    neg = (dots * neg_w).sum() / ((pairs * neg_w).sum() + 1e-6)
+    return -(pos - neg) / math.sqrt(p_hat.shape[0])
 
 
 def last_layer_l1(weight: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:

@@ -127,3 +127,39 @@ def test_fusion_loss():
     targets = torch.ones(2, 3)
     terms = fusion_loss(logits, targets, torch.tensor(10.0), LossConfig(l1_fusion=0.01))
     assert terms["total"].item() == pytest.approx(math.log(2) + 0.1, rel=1e-6)
+
+
+def _naive_contrastive(protos: np.ndarray, classes: np.ndarray, co: np.ndarray) -> float:
+    """Pairwise loop over prototypes, written independently of the vectorised version."""
+    p = protos / np.linalg.norm(protos, axis=1, keepdims=True)
+    pos_num = pos_den = neg_num = neg_den = 0.0
+    for j in range(len(p)):
+        for k in range(len(p)):
+            if classes[j] == classes[k]:
+                continue
+            s = float(p[j] @ p[k])
+            w = co[classes[j], classes[k]]
+            pos_num, pos_den = pos_num + s * w, pos_den + w
+            neg_num, neg_den = neg_num + s * (1 - w), neg_den + (1 - w)
+    return -(pos_num / pos_den - neg_num / neg_den) / math.sqrt(len(p))
+
+
+def test_contrastive_matches_pairwise_definition():
+    rng = np.random.default_rng(0)
+    protos = rng.normal(size=(12, 5))
+    classes = np.repeat(np.arange(4), 3)
+    labels = rng.integers(0, 2, size=(40, 4))
+    co = jaccard_cooccurrence(labels)
+    identity = torch.nn.functional.one_hot(torch.as_tensor(classes), 4).float()
+    got = contrastive_loss(torch.tensor(protos, dtype=torch.float32), identity, torch.tensor(co)).item()
+    assert got == pytest.approx(_naive_contrastive(protos, classes, co), abs=1e-5)
+
+
+def test_diversity_fast_path_equals_general_path():
+    rng = np.random.default_rng(1)
+    protos = torch.tensor(rng.normal(size=(12, 5)), dtype=torch.float32)
+    identity = torch.nn.functional.one_hot(torch.arange(4).repeat_interleave(3), 4).float()
+    perm = torch.tensor(rng.permutation(12))
+    fast = diversity_loss(protos, identity, "class")  # class-major → batched Gram
+    general = diversity_loss(protos[perm], identity[perm], "class")  # shuffled → masked full Gram
+    assert fast.item() == pytest.approx(general.item(), rel=1e-5)
