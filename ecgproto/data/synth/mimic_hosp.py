@@ -94,8 +94,8 @@ def draw_subjects(rng: np.random.Generator, n: int) -> pd.DataFrame:
 
 
 def draw_admissions(rng: np.random.Generator, subjects: pd.DataFrame) -> pd.DataFrame:
-    """1-5 admissions per subject with ED times for emergency admissions (datetime64 columns)."""
-    counts = 1 + np.minimum(rng.poisson(0.9, len(subjects)), 4)
+    """1-5 admissions per subject (mean 1.7) with ED times for emergency admissions (datetime64 columns)."""
+    counts = 1 + np.minimum(rng.poisson(0.7, len(subjects)), 4)
     sub = np.repeat(np.arange(len(subjects)), counts)
     m = len(sub)
     first = np.r_[True, sub[1:] != sub[:-1]]
