@@ -196,3 +196,25 @@ def test_config_rejects_bad_values():
         load_config(None, ["synth.noise_scale=-1"])
     with pytest.raises(ConfigError, match="extra_key"):
         load_config(None, ["synth.extra_key=1"])
+
+
+def test_500hz_records_match_the_100hz_ones(tmp_path):
+    out = tmp_path / "a"
+    write_synthetic_archive(out, SynthConfig(n_records=6, n_mimic_subjects=0, seed=2, write_500hz=True))
+    db = pd.read_csv(out / "ptbxl/ptbxl_database.csv")
+    for lr, hr in zip(db["filename_lr"], db["filename_hr"]):
+        lo, _ = wfdb.rdsamp(str(out / "ptbxl" / lr))
+        hi, fields = wfdb.rdsamp(str(out / "ptbxl" / hr))
+        assert hi.shape == (5000, 12) and fields["fs"] == 500
+        down = hi.reshape(1000, 5, 12).mean(axis=1)
+        corr = [np.corrcoef(lo[:, j], down[:, j])[0, 1] for j in range(12)]
+        assert min(corr) > 0.8
+
+
+def test_rendering_does_not_depend_on_batching(plan_400):
+    from ecgproto.data.synth.simulator import simulate
+
+    _, plan, _ = plan_400
+    whole = simulate(plan, np.arange(20), 100)
+    parts = np.concatenate([simulate(plan, np.arange(0, 7), 100), simulate(plan, np.arange(7, 20), 100)])
+    np.testing.assert_array_equal(whole, parts)
