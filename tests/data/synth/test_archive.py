@@ -22,8 +22,6 @@ from ecgproto.data.synth import write_synthetic_archive
 from ecgproto.data.synth.beats import LEADS
 from ecgproto.data.synth.writers import MIMIC_SIG_NAMES, PTBXL_SIG_NAMES, write_record, write_record_wfdb
 
-from .conftest import TINY
-
 ICD9 = re.compile(r"^(V\d{2,4}|E\d{3,4}|\d{3,5})$")
 ICD10 = re.compile(r"^[A-Z]\d[0-9A-Z]{1,5}$")
 
@@ -32,17 +30,19 @@ def _files(root: Path) -> list[Path]:
     return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
 
 
-def test_same_seed_same_bytes_other_seed_differs(tmp_path, tiny_archive):
-    root, _ = tiny_archive
-    again = tmp_path / "again"
-    write_synthetic_archive(again, TINY)
-    files = _files(root)
-    assert files == _files(again) and len(files) > 100
-    match, mismatch, errors = filecmp.cmpfiles(root, again, [str(f) for f in files], shallow=False)
+def test_same_seed_same_bytes_other_seed_differs(tmp_path):
+    cfg = SynthConfig(n_records=20, n_mimic_subjects=8, seed=7)
+    first, again = tmp_path / "first", tmp_path / "again"
+    write_synthetic_archive(first, cfg)
+    write_synthetic_archive(again, cfg)
+    files = _files(first)
+    assert files == _files(again) and len(files) > 60
+    match, mismatch, errors = filecmp.cmpfiles(first, again, [str(f) for f in files], shallow=False)
     assert not mismatch and not errors
     other = tmp_path / "other"
-    write_synthetic_archive(other, SynthConfig(n_records=TINY.n_records, n_mimic_subjects=0, seed=TINY.seed + 1))
-    assert (other / "ptbxl/ptbxl_database.csv").read_bytes() != (root / "ptbxl/ptbxl_database.csv").read_bytes()
+    write_synthetic_archive(other, SynthConfig(n_records=20, n_mimic_subjects=8, seed=8))
+    for rel in ("ptbxl/ptbxl_database.csv", "ptbxl/records100/00000/00001_lr.dat", "mimic/hosp/diagnoses_icd.csv"):
+        assert (other / rel).read_bytes() != (first / rel).read_bytes()
 
 
 def test_ptbxl_csvs_match_the_real_format(tiny_archive, ptbxl_sample):
