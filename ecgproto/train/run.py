@@ -49,8 +49,14 @@ def configure_torch(cfg: Config) -> None:
     torch.set_num_threads(max(1, cfg.train.threads))
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
-    if cfg.train.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    if cfg.train.deterministic and not torch.are_deterministic_algorithms_enabled():
+        # the public torch.use_deterministic_algorithms also imports the torch.compile stack
+        # (seconds on a small CPU box) only to set an inductor flag this CPU trainer never uses
+        setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+        if setter is not None:
+            setter(True, warn_only=True)
+        else:
+            torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def build_model(cfg: Config, archive: Any) -> torch.nn.Module:
