@@ -1,0 +1,139 @@
+"""What each training stage of a branch trains, in which mode, with which loss.
+
+Every stage starts by freezing the whole model (``requires_grad=False``, eval mode)
+and then unfreezes only its own modules and puts only those in train mode, so
+frozen BatchNorm/dropout never drift (reference bug 9).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ecgproto.data.labels import label_table
+from ecgproto.evaluate.metrics import macro_auroc
+from ecgproto.progress import progress
+from ecgproto.train.branch_io import branch_forward, eval_mode
+
+TRAINABLE_STAGES = ("warmup", "joint", "last_layer")
+
+
+def pooled_latent(latent: torch.Tensor) -> torch.Tensor:
+    """(B, D, ...) latent map → (B, D) mean over every axis after the channels."""
+    return latent.flatten(2).mean(dim=2) if latent.dim() > 2 else latent
+
+
+class WarmupHead(torch.nn.Module):
+    """Temporary linear head on the pooled latent for the warm-up stage (not kept in the model)."""
+
+    def __init__(self, in_features: int, n_classes: int) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(in_features, n_classes)
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.linear(pooled_latent(latent))
+
+
+def make_warmup_head(model: torch.nn.Module, group: str, n_samples: int, seed: int) -> WarmupHead:
+    """A seeded ``WarmupHead`` sized from one dummy forward of branch ``group``."""
+    with torch.no_grad(), eval_mode(model):
+        latent = branch_forward(model, group, torch.zeros(1, 12, n_samples)).latent
+    gen_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    head = WarmupHead(pooled_latent(latent).shape[1], len(label_table().indices(group)))
+    torch.random.set_rng_state(gen_state)
+    return head
+
+
+@dataclass
+class StageSetup:
+    """Trainable parameters of a stage and the modules that must be in train mode."""
+
+    name: str
+    group: str
+    params: list[torch.nn.Parameter]
+    train_modules: list[torch.nn.Module] = field(default_factory=list)
+    head: WarmupHead | None = None
+
+    def train(self) -> None:
+        """Train mode for this stage's modules only (everything else stays in eval)."""
+        for m in self.train_modules:
+            m.train()
+
+
+def setup_stage(model: torch.nn.Module, group: str, name: str, head: WarmupHead | None = None) -> StageSetup:
+    """Freeze everything, then unfreeze what stage ``name`` of branch ``group`` trains."""
+    if name not in TRAINABLE_STAGES:
+        raise ValueError(f"stage {name!r} has no trainable parameters; expected one of {TRAINABLE_STAGES}")
+    model.requires_grad_(False)
+    model.eval()
+    branch = model.branches[group]
+    last = branch.last_layer
+    last_ids = {id(p) for p in last.parameters()}
+    proto_id = id(branch.prototype_vectors)
+    if name == "warmup":
+        if head is None:
+            raise ValueError("the warm-up stage needs its WarmupHead")
+        params = [p for p in branch.parameters() if id(p) not in last_ids and id(p) != proto_id]
+        params += list(head.parameters())
+        train_modules = [branch, head]
+    elif name == "joint":
+        params = [p for p in branch.parameters() if id(p) not in last_ids]
+        train_modules = [branch]
+    else:  # last_layer
+        params = list(last.parameters())
+        train_modules = []
+        head = None
+    for p in params:
+        p.requires_grad_(True)
+    return StageSetup(name, group, params, train_modules, head)
+
+
+def stage_loss(
+    setup: StageSetup, model: torch.nn.Module, out: Any, y: torch.Tensor, criterion: torch.nn.Module
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Loss of one batch and its named terms. ``y``: (B, C_g) float targets of the branch's group.
+
+    ``criterion`` is the branch's ``BranchLoss``: joint = BCE + clustering + separation +
+    diversity + contrastive; last_layer = BCE + L1 on off-class last-layer weights;
+    warm-up = BCE on the temporary head's logits.
+    """
+    if setup.name == "warmup":
+        out = dataclasses.replace(out, logits=setup.head(out.latent))
+    terms = criterion(out, y, model.branches[setup.group], stage=setup.name)
+    total = terms.pop("total")
+    return total, {k: float(v.detach()) for k, v in terms.items()}
+
+
+@torch.no_grad()
+def predict_branch(
+    model: torch.nn.Module,
+    group: str,
+    archive: Any,
+    rows: np.ndarray,
+    batch_size: int,
+    head: WarmupHead | None = None,
+    desc: str = "validate",
+) -> np.ndarray:
+    """Sigmoid probabilities (N, C_g) of branch ``group`` (or its warm-up head) on archive ``rows``."""
+    outs = []
+    with eval_mode(model):
+        if head is not None:
+            head.eval()
+        starts = range(0, len(rows), batch_size)
+        for s in progress(starts, desc=f"{desc} {group}", total=len(starts), unit="batch"):
+            r = rows[s : s + batch_size]
+            x = torch.from_numpy(np.asarray(archive.signals[r], dtype=np.float32))
+            out = branch_forward(model, group, x)
+            logits = head(out.latent) if head is not None else out.logits
+            outs.append(torch.sigmoid(logits.float()).numpy())
+    return np.concatenate(outs) if outs else np.zeros((0, len(label_table().indices(group))))
+
+
+def branch_auroc(labels: np.ndarray, probs: np.ndarray, group: str) -> float:
+    """Dataset-level macro AUROC of branch ``group`` (labels (N,71) uint8, probs (N,C_g))."""
+    return macro_auroc(np.asarray(labels)[:, label_table().indices(group)], probs)
