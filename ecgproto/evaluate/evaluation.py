@@ -218,7 +218,7 @@ def evaluate_predictions(pred: Predictions, cfg: EvaluateConfig, seed: int = 0,
         "ci_level": cfg.ci_level, "n_bootstrap": cfg.n_bootstrap, "bootstrap_seed": seed,
         "n_records": n, "n_patients": plan.n_patients if plan is not None else int(len(pd.unique(pd.Series(pred.patient_ids)))),
         "threshold_source": pred.threshold_source, "fmax": "sample-centric (PTB-XL benchmark / CAFA)",
-        "fmax_step": cfg.fmax_step, "undefined": "NaN (no positive or no negative in the scored records)",
+        "fmax_step": cfg.fmax_step, "n_top_curves": cfg.n_top_curves, "undefined": "NaN (no positive or no negative in the scored records)",
         "aggregated_targets": "sub/superdiagnostic targets: positive if any member code; probability = max over member codes",
     }
     return Evaluation(summary, per_label, subgroups, calibration, settings, plan, pred)

@@ -14,7 +14,7 @@ PTBXL_AGE_CAP = 300  # PTB-XL stores ages above 89 as 300
 def sex_levels(sex: pd.Series) -> pd.Series:
     """PTB-XL sex codes (0 = male, 1 = female; strings accepted) → 'male'/'female'/'unknown'."""
     def name(v: object) -> str:
-        if v is None or (isinstance(v, float) and np.isnan(v)):
+        if pd.isna(v):
             return "unknown"
         key = int(v) if isinstance(v, (int, float, np.integer, np.floating)) else str(v).strip().lower()
         return _SEX_NAMES.get(key, "unknown")
