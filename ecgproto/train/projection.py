@@ -147,9 +147,13 @@ def project_branch(
     chosen = np.unique(src_row[placed])
     if len(chosen):
         with eval_mode(model):
-            x = torch.from_numpy(np.asarray(archive.signals[chosen], dtype=np.float32))
-            latent = branch_forward(model, group, x).latent
-            windows = branch.latent_windows(latent)  # (n, W, D)
+            # one record per forward: the window is then exactly that ECG's own latent window,
+            # independent of which other records share a batch (float results vary with batch size)
+            windows = torch.cat([
+                branch.latent_windows(branch_forward(
+                    model, group, torch.from_numpy(np.asarray(archive.signals[[r]], dtype=np.float32))).latent)
+                for r in chosen
+            ])  # (n, W, D)
         pos = np.searchsorted(chosen, src_row[placed])
         new = windows[torch.from_numpy(pos), torch.from_numpy(src_win[placed])]  # (n_placed, D)
         flat = branch.prototype_vectors.data.view(n_proto, -1)
