@@ -18,13 +18,13 @@ from ecgproto.configuration import ConfigError
 # name -> (one-line help, implemented?)
 COMMANDS: dict[str, tuple[str, bool]] = {
     "synth": ("write a synthetic PTB-XL- and MIMIC-IV-shaped archive (WFDB + CSV)", False),
-    "prepare": ("read, validate, filter and cache an archive as a memory-mapped array", False),
+    "prepare": ("read, validate, filter and cache an archive as a memory-mapped array", True),
     "train": ("staged training of the three prototype branches and the fusion head", False),
     "project": ("project prototypes onto training ECG segments (stored with provenance)", False),
     "evaluate": ("dataset-level metrics with bootstrap CIs and an HTML report", False),
     "score": ("batch-score a WFDB folder, manifest, PTB-XL or MIMIC-IV-ECG archive", False),
-    "explain": ("case-based explanations (12-lead plots + HTML) for given records", False),
-    "prototypes": ("render the gallery of projected prototypes", False),
+    "explain": ("case-based explanations (12-lead plots + HTML) for given records", True),
+    "prototypes": ("render the gallery of projected prototypes", True),
     "phenotype": ("prototype-to-phecode association report on a MIMIC-IV cohort", False),
     "demo": ("run the whole pipeline on the embedded synthetic archive", False),
 }
