@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, bool]] = {
     "prepare": ("read, validate, filter and cache an archive as a memory-mapped array", True),
     "train": ("staged training of the three prototype branches and the fusion head", False),
     "project": ("project prototypes onto training ECG segments (stored with provenance)", False),
-    "evaluate": ("dataset-level metrics with bootstrap CIs and an HTML report", False),
+    "evaluate": ("dataset-level metrics with bootstrap CIs and an HTML report", True),
     "score": ("batch-score a WFDB folder, manifest, PTB-XL or MIMIC-IV-ECG archive", False),
     "explain": ("case-based explanations (12-lead plots + HTML) for given records", True),
     "prototypes": ("render the gallery of projected prototypes", True),
