@@ -32,10 +32,6 @@ from ecgproto.progress import progress
 
 LABEL_METRICS = ("auroc", "auprc", "f1", "sensitivity", "specificity", "ppv", "brier")
 CI_LABEL_METRICS = ("auroc", "auprc", "f1", "sensitivity", "specificity")
-SUMMARY_METRICS = (
-    "macro_auroc", "weighted_auroc", "macro_auprc", "fmax", "macro_f1",
-    "macro_sensitivity", "macro_specificity", "macro_brier",
-)
 FEW_POSITIVES = 10
 
 
@@ -88,10 +84,9 @@ def _mask_key(mask: np.ndarray) -> str:
 class _Scorer:
     """Per-label point estimates and bootstrap samples, cached per (output, target, records)."""
 
-    def __init__(self, cfg: EvaluateConfig, plan: BootstrapPlan | None, n_records: int) -> None:
+    def __init__(self, cfg: EvaluateConfig, plan: BootstrapPlan | None) -> None:
         self.cfg = cfg
         self.plan = plan
-        self.n_records = n_records
         self._cache: dict[tuple[str, str, str], dict[str, Any]] = {}
 
     def weights(self, mask: np.ndarray) -> np.ndarray | None:
@@ -163,7 +158,7 @@ def evaluate_predictions(pred: Predictions, cfg: EvaluateConfig, seed: int = 0,
     n = len(pred.ecg_ids)
     plan = patient_bootstrap(pred.patient_ids, cfg.n_bootstrap, seed) if cfg.n_bootstrap > 0 else None
     tasks = tasks if tasks is not None else default_tasks(list(pred.probs), cfg.benchmark_sets)
-    scorer = _Scorer(cfg, plan, n)
+    scorer = _Scorer(cfg, plan)
     code_group = dict(zip(label_table().frame["code"], label_table().frame["group"]))
     summary_rows, label_rows = [], []
     all_patients = np.asarray(plan.record_patient) if plan is not None else None

@@ -1,15 +1,14 @@
 """Array-level evaluation: tasks, conventions, undefined labels, subgroups, and the report files."""
 
-from html.parser import HTMLParser
-
 import json
+from html.parser import HTMLParser
 
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from ecgproto.data.labels import all_labels, label_table
+from ecgproto.data.labels import all_labels, code_to_benchmark_target, label_table
 from ecgproto.evaluate.calibration import expected_calibration_error, reliability_bins
 from ecgproto.evaluate.config import EvaluateConfig
 from ecgproto.evaluate.evaluation import Predictions, evaluate_predictions
@@ -80,7 +79,7 @@ def test_aggregated_superdiagnostic_targets():
     pred = _predictions()
     task = Task("fused", "benchmark:superdiagnostic", ("CD", "HYP", "MI", "NORM", "STTC"))
     y, p, cols = task_arrays(task, pred.labels, pred.probs)
-    mi_codes = [c for c, t in __import__("ecgproto.data.labels", fromlist=["x"]).code_to_benchmark_target("superdiagnostic").items() if t == "MI"]
+    mi_codes = [c for c, t in code_to_benchmark_target("superdiagnostic").items() if t == "MI"]
     idx = [CODES.index(c) for c in mi_codes]
     np.testing.assert_array_equal(y[:, 2], pred.labels[:, idx].any(1))
     np.testing.assert_allclose(p[:, 2], pred.probs["fused"][:, idx].max(1))
