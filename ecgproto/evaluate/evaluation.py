@@ -128,27 +128,39 @@ class _Scorer:
             out["boot_auroc"] = auroc_weighted(y, p, wb)
             out["boot_auprc"] = average_precision_weighted(y, p, wb)
             out["boot_brier"] = brier_weighted(y, p, wb)
-            out["boot_npos"] = wb @ y
             if th is not None:
                 for m, v in threshold_metrics_weighted(y, p, th, wb).items():
                     out[f"boot_{m}"] = v
         return out
 
 
-def _summary_values(lab: dict[str, np.ndarray], fm: np.ndarray, prefix: str = "") -> dict[str, np.ndarray]:
-    """Macro/weighted aggregates of per-label values (…, C) → (…,) for point or bootstrap arrays."""
-    def rows(a: np.ndarray) -> np.ndarray:
-        return np.atleast_2d(a)
+def _summary_values(lab: dict[str, np.ndarray], fm: np.ndarray, boot: bool = False) -> dict[str, np.ndarray]:
+    """Macro/weighted aggregates of per-label values → (1,) for the point estimate or (B,) for resamples.
+
+    The label set is fixed by the point estimate: a label undefined in the whole split is left
+    out everywhere; a label defined there but undefined in a resample (e.g. its only positive
+    patient not drawn) keeps its whole-split value in that resample. Averaging over whichever
+    labels happen to be defined per resample would bias the interval (rare labels, often with
+    low AUPRC, drop out more often than others).
+    """
+    def values(m: str) -> np.ndarray:
+        point = np.atleast_2d(lab[m])
+        if not boot:
+            return point
+        b = lab[f"boot_{m}"]
+        return np.where(np.isfinite(b), b, point)
+
+    weights = np.atleast_2d(lab["n_pos"])
     out = {
-        "macro_auroc": nanmean_rows(rows(lab[f"{prefix}auroc"])),
-        "weighted_auroc": weighted_mean_rows(rows(lab[f"{prefix}auroc"]), rows(lab[f"{prefix}npos" if prefix else "n_pos"])),
-        "macro_auprc": nanmean_rows(rows(lab[f"{prefix}auprc"])),
+        "macro_auroc": nanmean_rows(values("auroc")),
+        "weighted_auroc": weighted_mean_rows(values("auroc"), np.broadcast_to(weights, values("auroc").shape)),
+        "macro_auprc": nanmean_rows(values("auprc")),
         "fmax": np.atleast_1d(fm),
-        "macro_brier": nanmean_rows(rows(lab[f"{prefix}brier"])),
+        "macro_brier": nanmean_rows(values("brier")),
     }
     for m in ("f1", "sensitivity", "specificity"):
-        if f"{prefix}{m}" in lab:
-            out[f"macro_{m}"] = nanmean_rows(rows(lab[f"{prefix}{m}"]))
+        if m in lab and (not boot or f"boot_{m}" in lab):
+            out[f"macro_{m}"] = nanmean_rows(values(m))
     return out
 
 
@@ -192,7 +204,7 @@ def evaluate_predictions(pred: Predictions, cfg: EvaluateConfig, seed: int = 0,
             row[m] = float(v[0])
         if wb is not None:
             fm_boot, _ = fmax_weighted(y[mask], p[mask], wb, cfg.fmax_step)
-            boot = _summary_values(lab, fm_boot, prefix="boot_")
+            boot = _summary_values(lab, fm_boot, boot=True)
             for m, v in boot.items():
                 lo, hi = percentile_ci(v, cfg.ci_level)
                 row[f"{m}_lo"], row[f"{m}_hi"] = float(lo), float(hi)
@@ -210,6 +222,8 @@ def evaluate_predictions(pred: Predictions, cfg: EvaluateConfig, seed: int = 0,
             "PTB-XL benchmark: records without any label of the task are dropped"
             if cfg.drop_unlabeled else "ProtoECGNet: all records of the split are kept"),
         "ci_method": f"patient-level bootstrap, {cfg.ci_method} method" if plan is not None else "none",
+        "macro_ci_label_set": ("fixed: labels defined in the whole split; a label undefined in a resample keeps "
+                               "its whole-split value there"),
         "ci_level": cfg.ci_level, "n_bootstrap": cfg.n_bootstrap, "bootstrap_seed": seed,
         "n_records": n, "n_patients": plan.n_patients if plan is not None else int(len(pd.unique(pd.Series(pred.patient_ids)))),
         "threshold_source": pred.threshold_source, "fmax": "sample-centric (PTB-XL benchmark / CAFA)",

@@ -200,6 +200,7 @@ def _header(ev: Evaluation, ctx: ReportContext) -> str:
         ["confidence intervals", f"{s['ci_method']}, {int(round(100 * s['ci_level']))}% level, "
                                  f"{s['n_bootstrap']} resamples of {s['n_patients']} patients"
          if s["n_bootstrap"] else "none (n_bootstrap = 0)"],
+        ["label set of macro intervals", s.get("macro_ci_label_set", "–")],
         ["decision thresholds", f"{s['threshold_source']} (per label, F1-maximising)"],
         ["Fmax", f"{s['fmax']}, threshold grid step {s['fmax_step']}"],
         ["undefined metrics", s["undefined"]],
@@ -230,7 +231,9 @@ def _summary_section(ev: Evaluation) -> str:
             f"<p>Values are dataset-level over the whole split, with {level}% patient-level bootstrap intervals in "
             "brackets. Macro averages are over labels defined in the scored records (a label with no positive or no "
             "negative is undefined and left out, never counted as 0.5). Weighted AUROC weights labels by their "
-            "number of positives. Branch outputs (rhythm, morphology, global) are each scored on their own label "
+            "number of positives. The label set of a macro interval is fixed by the whole split. AUPRC of labels "
+            "with very few positives is biased upwards in resamples (a positive drawn twice raises precision), so "
+            "AUPRC intervals can sit above the point estimate. Branch outputs (rhythm, morphology, global) are each scored on their own label "
             "group. Threshold metrics use per-label thresholds; aggregated benchmark targets have none.</p>"
             + _table(header, rows))
 

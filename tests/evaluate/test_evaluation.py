@@ -148,3 +148,26 @@ def test_report_is_self_contained_and_complete(evaluated, tmp_path):
                                evaluated.predictions.probs["fused"], rtol=1e-6)
     boot = np.load(files["bootstrap_indices.npz"])
     assert boot["draws"].shape == (30, evaluated.plan.n_patients)
+
+
+def test_macro_interval_keeps_label_set_fixed():
+    """Many labels with one positive (low AUPRC) plus a few common ones: resamples that miss a
+    rare positive must not drop that label from the macro average, or the interval would sit
+    above the point estimate."""
+    rng = np.random.default_rng(5)
+    n = 200
+    y = np.zeros((n, 71), dtype=np.uint8)
+    y[:, :5] = rng.random((n, 5)) < 0.3
+    for c in range(5, 71):
+        y[rng.integers(0, n), c] = 1
+    p = rng.random((n, 71))
+    p[:, :5] = np.clip(p[:, :5] * 0.6 + 0.4 * y[:, :5], 0, 1)
+    pred = Predictions(np.arange(n), np.arange(n), y, {"fused": p})
+    ev = evaluate_predictions(pred, EvaluateConfig(n_bootstrap=200, benchmark_sets=()), seed=0,
+                              tasks=[Task("fused", "all71", CODES)])
+    s = ev.summary.iloc[0]
+    for m in ("macro_auroc", "weighted_auroc"):
+        assert s[f"{m}_lo"] < s[m] < s[f"{m}_hi"], m
+    # AUPRC itself is biased upwards in resamples where a lone positive is drawn twice
+    # (its precision rises), so only its label set, not its centring, is checked here
+    assert s["macro_auprc_hi"] > s["macro_auprc"]
