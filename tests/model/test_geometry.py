@@ -120,3 +120,18 @@ def test_scaled_cosine_value():
         p = branch.prototype_vectors[1]
     manual = 13.0 * (win @ p) / (torch.sqrt((win**2).sum() + 1e-4) * torch.sqrt((p**2).sum() + 1e-4))
     assert out.window_similarities[0, 1, 4].item() == pytest.approx(manual.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("lead_aware", [False, True])
+def test_prototype_set_to_a_latent_window_matches_it_best(lead_aware):
+    """The window layout of latent_windows is the prototype layout (what projection relies on)."""
+    kw = {"lead_aware": True, "proto_lead_len": 2} if lead_aware else {}
+    branch = _branch(similarity_scale=13.0, **kw)
+    x = torch.randn(2, 12, N)
+    with torch.no_grad():
+        windows = branch.latent_windows(branch.encode(x))
+        branch.prototype_vectors[1] = windows[1, 17]
+        out = branch(x)
+    assert out.window_similarities[1, 1, 17].item() == pytest.approx(13.0, rel=1e-3)
+    assert int(out.window_similarities[1, 1].argmax()) == 17
+    assert out.similarities[1, 1].item() == pytest.approx(13.0, rel=1e-3)
