@@ -367,12 +367,20 @@ def _model_card(ev: Evaluation, ctx: ReportContext) -> str:
                        f"of {r['n_patients']} patients ({ctx.split} split).")
     sub_text = "not available"
     if not ev.subgroups.empty and "macro_auroc" in ev.subgroups:
+        min_n = max(20, int(0.05 * s["n_records"]))
         sg = ev.subgroups.dropna(subset=["macro_auroc"])
+        sg = sg[sg["n_records"] >= min_n]
         if len(sg):
             lo, hi = sg.loc[sg["macro_auroc"].idxmin()], sg.loc[sg["macro_auroc"].idxmax()]
-            sub_text = (f"lowest macro AUROC in {lo['variable']}={lo['level']} ({lo['macro_auroc']:.3f}, N={lo['n_records']}), "
-                        f"highest in {hi['variable']}={hi['level']} ({hi['macro_auroc']:.3f}, N={hi['n_records']}).")
-    few = int(ev.per_label[(ev.per_label["task"] == "fused:all71") & (ev.per_label["n_pos"] < 10)].shape[0]) if len(ev.per_label) else 0
+            sub_text = (f"among subgroups with at least {min_n} records: lowest macro AUROC in "
+                        f"{lo['variable']}={lo['level']} ({lo['macro_auroc']:.3f}, N={lo['n_records']}), highest in "
+                        f"{hi['variable']}={hi['level']} ({hi['macro_auroc']:.3f}, N={hi['n_records']}); see the "
+                        "Subgroups section for all, with intervals.")
+        else:
+            sub_text = f"no subgroup has at least {min_n} records; see the Subgroups section."
+    fused = ev.per_label[ev.per_label["task"] == "fused:all71"] if len(ev.per_label) else ev.per_label
+    n_zero = int((fused["n_pos"] == 0).sum()) if len(fused) else 0
+    n_few = int(((fused["n_pos"] > 0) & (fused["n_pos"] < 10)).sum()) if len(fused) else 0
     training = ctx.model.get("training_data", "see the checkpoint's stored config")
     items = [
         ("Intended use", "Research on interpretable, case-based classification of 10-s 12-lead ECGs into the 71 PTB-XL "
@@ -384,8 +392,8 @@ def _model_card(ev: Evaluation, ctx: ReportContext) -> str:
                             f"convention {s['convention']} ({s['convention_text']})."),
         ("Metrics", metric_text + f" Intervals: {s['ci_method']}, {int(round(100 * s['ci_level']))}%, {s['n_bootstrap']} resamples."),
         ("Subgroups", sub_text),
-        ("Limitations", f"{few} of 71 labels have fewer than 10 positives in this split, so their metrics are unstable or "
-                        "undefined. Thresholds were tuned on the validation split and may not transfer to other "
+        ("Limitations", f"{n_zero} of 71 labels have no positive in this split (undefined) and {n_few} have 1–9 "
+                        "positives (unstable metrics, wide intervals). Thresholds were tuned on the validation split and may not transfer to other "
                         "populations, devices or prevalences. PTB-XL comes from one German centre (1989–1996) with "
                         "labels from automated and cardiologist statements of varying certainty; synthetic-archive "
                         "results say nothing about clinical performance. Prototype similarity is not a causal "
