@@ -57,7 +57,7 @@ def forest_plot(per_label: pd.DataFrame, title: str) -> bytes:
                     transform=ax.get_yaxis_transform())
         if ref is not None:
             ax.scatter(ref, y, marker="|", c="#999999", s=30, label="prevalence (chance AUPRC)")
-            ax.legend(loc="lower right", fontsize=7)
+            ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=7, frameon=False)
         else:
             ax.axvline(0.5, color="#999999", lw=0.8, ls="--")
         ax.set_xlim(0, 1.0)
@@ -66,9 +66,9 @@ def forest_plot(per_label: pd.DataFrame, title: str) -> bytes:
     axes[0].set_yticks(y)
     axes[0].set_yticklabels(names, fontsize=7)
     axes[0].set_ylim(-0.7, n - 0.3)
-    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=g) for g, c in GROUP_COLORS.items() if g]
-    axes[0].legend(handles=handles, loc="lower left", fontsize=7, title="branch group", title_fontsize=7)
-    fig.suptitle(title, fontsize=10)
+    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=f"{g} group") for g, c in GROUP_COLORS.items() if g]
+    axes[0].legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=3, fontsize=7, frameon=False)
+    axes[0].set_title(title, fontsize=10, loc="left", pad=18)
     fig.tight_layout()
     return png(fig)
 
@@ -146,9 +146,11 @@ def subgroup_plot(subgroups: pd.DataFrame, overall: float) -> bytes:
         ax.hlines(y[ok], lo[ok], hi[ok], lw=1.4, color="#1f77b4", alpha=0.7)
     ok = np.isfinite(v)
     ax.scatter(v[ok], y[ok], s=18, color="#1f77b4", zorder=3)
+    for yy in y[~ok]:
+        ax.text(0.01, yy, "undefined", va="center", fontsize=7, color="#999999", transform=ax.get_yaxis_transform())
     if np.isfinite(overall):
         ax.axvline(overall, color="#d62728", lw=0.9, ls="--", label=f"all records ({overall:.3f})")
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 1.0), frameon=False)
     ax.set_yticks(y)
     ax.set_yticklabels([f"{r.variable}: {r.level} (N={r.n_records})" for r in d.itertuples()], fontsize=7)
     ax.set_xlabel("macro AUROC (fused, all labels)")
