@@ -171,3 +171,16 @@ def test_macro_interval_keeps_label_set_fixed():
     # AUPRC itself is biased upwards in resamples where a lone positive is drawn twice
     # (its precision rises), so only its label set, not its centring, is checked here
     assert s["macro_auprc_hi"] > s["macro_auprc"]
+
+
+def test_committed_demo_report_is_self_contained():
+    """The report committed under reports/evaluation/ opens offline: every image embedded, nothing external."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "reports" / "evaluation" / "report.html"
+    if not path.is_file():
+        pytest.skip(f"{path} not generated yet")
+    parser = _Collector()
+    parser.feed(path.read_text())
+    assert len(parser.imgs) >= 8 and all(src.startswith("data:image/png;base64,") for src in parser.imgs)
+    assert parser.external == []
