@@ -24,7 +24,7 @@ GROUP_COLORS = {"rhythm": "#1f77b4", "morphology": "#d62728", "global": "#2ca02c
 def png(fig: Figure, dpi: int = DPI) -> bytes:
     """Encode ``fig`` as PNG and close it."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
     return buf.getvalue()
 
@@ -41,7 +41,7 @@ def forest_plot(per_label: pd.DataFrame, title: str) -> bytes:
     n = len(d)
     fig, axes = plt.subplots(1, 2, figsize=(10, max(3.0, 0.2 * n + 1.2)), sharey=True)
     y = np.arange(n)
-    names = [f"{r.label} (n+={r.n_pos})" for r in d.itertuples()]
+    names = [f"{r.label} (n+={r.n_pos})" + ("" if np.isfinite(r.auroc) else " undefined") for r in d.itertuples()]
     prevalence = d["n_pos"] / (d["n_pos"] + d["n_neg"]).clip(lower=1)
     for ax, metric, ref in ((axes[0], "auroc", None), (axes[1], "auprc", prevalence)):
         colors = [GROUP_COLORS.get(g, "#555555") for g in d["group"].fillna("")]
@@ -52,22 +52,21 @@ def forest_plot(per_label: pd.DataFrame, title: str) -> bytes:
         v = d[metric].to_numpy(dtype=float)
         ok = np.isfinite(v)
         ax.scatter(v[ok], y[ok], c=np.array(colors)[ok], s=14, zorder=3)
-        for yy in y[~ok]:
-            ax.text(0.02, yy, "undefined", va="center", fontsize=7, color="#999999",
-                    transform=ax.get_yaxis_transform())
+        ax.scatter(np.zeros(int((~ok).sum())), y[~ok], marker="x", c="#bbbbbb", s=12, zorder=3)
         if ref is not None:
             ax.scatter(ref, y, marker="|", c="#999999", s=30, label="prevalence (chance AUPRC)")
             ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=7, frameon=False)
         else:
             ax.axvline(0.5, color="#999999", lw=0.8, ls="--")
-        ax.set_xlim(0, 1.0)
+        ax.set_xlim(-0.03, 1.0)
         ax.grid(axis="x", alpha=0.3)
         ax.set_xlabel(metric.upper())
     axes[0].set_yticks(y)
     axes[0].set_yticklabels(names, fontsize=7)
     axes[0].set_ylim(-0.7, n - 0.3)
     handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=f"{g} group") for g, c in GROUP_COLORS.items() if g]
-    axes[0].legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=3, fontsize=7, frameon=False)
+    handles += [plt.Line2D([], [], marker="x", ls="", color="#bbbbbb", label="undefined")]
+    axes[0].legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=4, fontsize=7, frameon=False)
     axes[0].set_title(title, fontsize=10, loc="left", pad=18)
     fig.tight_layout()
     return png(fig)

@@ -248,11 +248,12 @@ def _per_label_section(ev: Evaluation) -> str:
         parts.append(_figure(plots.forest_plot(fused, "Fused model, all 71 labels"),
                              "Per-label AUROC (left) and AUPRC (right) with bootstrap intervals, sorted by AUROC; "
                              "n+ = positives in the scored records; colour = branch group; grey ticks = prevalence."))
-    for task in [t for t in pl["task"].unique() if t.split(":")[0] in ("rhythm", "morphology", "global")]:
-        sub = pl[pl["task"] == task]
-        parts.append(f"<details><summary>Branch {esc(task)}: per-label forest plot</summary>"
-                     + _figure(plots.forest_plot(sub, f"{task} (branch classifier on its own group)"), task)
-                     + "</details>")
+    branch = pl[pl["output"].isin(("rhythm", "morphology", "global"))]
+    if len(branch):
+        parts.append("<details><summary>Branch classifiers (each on its own label group): per-label forest plot"
+                     "</summary>" + _figure(plots.forest_plot(branch, "Branch classifiers, each on its own group"),
+                                            "Per-label AUROC/AUPRC of the rhythm, morphology and global branch "
+                                            "classifiers; colour = branch") + "</details>")
     parts.append(_label_table(fused if len(fused) else pl))
     return "".join(parts)
 

@@ -129,6 +129,8 @@ def _prototype_section(model: torch.nn.Module, meta: dict[str, Any], pred: Any, 
 
 def _gallery(meta: dict[str, Any], archive: CachedArchive, labels: np.ndarray, cfg: Config) -> list[tuple[bytes, str]]:
     """Thumbnails of one prototype per class for the classes with most positives in the split."""
+    import matplotlib.pyplot as plt
+
     from ecgproto.explain.plot_ecg import figure_png_bytes, plot_12lead
 
     size = cfg.evaluate.gallery_size
@@ -155,8 +157,6 @@ def _gallery(meta: dict[str, Any], archive: CachedArchive, labels: np.ndarray, c
             fig = plot_12lead(np.asarray(archive.signals[row]), fs, highlight=highlight, title=title)
             sim = p.get("similarity")
             caption = title + (f", projection similarity {sim:.3f}" if isinstance(sim, float) else "")
-        import matplotlib.pyplot as plt
-
         out.append((figure_png_bytes(fig, dpi=45), caption))
         plt.close(fig)
     return out

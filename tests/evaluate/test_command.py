@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import torch
 
 from ecgproto.cli import main
@@ -39,9 +40,16 @@ def _tiny_checkpoint(path: Path, data_root: Path, cache_dir: Path) -> dict:
     return meta
 
 
-def test_evaluate_command_end_to_end(ptbxl_sample, tmp_path, capsys):
-    ckpt = tmp_path / "tiny.pt"
-    _tiny_checkpoint(ckpt, ptbxl_sample, tmp_path / "cache")
+@pytest.fixture(scope="module")
+def tiny_run(ptbxl_sample, tmp_path_factory):
+    """(checkpoint path, meta); both tests share the prepared cache of the sample."""
+    root = tmp_path_factory.mktemp("tiny_run")
+    meta = _tiny_checkpoint(root / "tiny.pt", ptbxl_sample, root / "cache")
+    return root / "tiny.pt", meta
+
+
+def test_evaluate_command_end_to_end(ptbxl_sample, tiny_run, tmp_path, capsys):
+    ckpt, _ = tiny_run
     out = tmp_path / "report"
     rc = main(["evaluate", str(ckpt), str(ptbxl_sample), "--split", "test", "--out", str(out),
                "--set", "evaluate.n_bootstrap=20", "--set", "evaluate.gallery_size=2",
@@ -70,6 +78,19 @@ def test_evaluate_command_end_to_end(ptbxl_sample, tmp_path, capsys):
     parser.feed((out / "report.html").read_text())
     assert len(parser.imgs) >= 6 and all(s.startswith("data:image/png;base64,") for s in parser.imgs)
     assert parser.external == []
+
+
+def test_prepared_cache_is_accepted_only_with_the_checkpoint_settings(ptbxl_sample, tiny_run, tmp_path):
+    from ecgproto.evaluate.run import open_archive
+
+    _, meta = tiny_run
+    built = open_archive(ptbxl_sample, meta)  # prepared with the checkpoint's settings
+    again = open_archive(built.path, meta)  # the cache folder itself
+    assert len(again.rows("test")) == len(built.rows("test")) > 0
+    with pytest.raises(ValueError, match="n_samples: cache 1000 vs checkpoint 500"):
+        open_archive(built.path, {**meta, "n_samples": 500})
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        open_archive(tmp_path / "nowhere", meta)
 
 
 def test_evaluate_command_reports_bad_inputs(tmp_path, capsys):
