@@ -9,16 +9,18 @@
    ``mask``: "own_class" (c's own K prototypes), "own_branch" (every prototype of c's branch),
    "own_class_and_other_branches" (own prototypes plus every prototype of the two other
    branches) or "all". Heads:
-   - ``sign_constrained`` (default): w_cj = +softplus(v_cj) ≥ 0 for c's own prototypes and
-     −softplus(v_cj) ≤ 0 for every other connected prototype. Each term's sign is fixed by
+   - ``sign_constrained`` (default): w_cj = +|v_cj| ≥ 0 for c's own prototypes and
+     −|v_cj| ≤ 0 for every other connected prototype. Each term's sign is fixed by
      class membership: looking like a prototype of the label raises its logit, looking like a
      prototype of another class lowers it (the structure of the branch last layers, +1/−0.5).
-   - ``masked_nonneg``: w_cj = softplus(v_cj) ≥ 0 on every connected prototype; with
+   - ``masked_nonneg``: w_cj = |v_cj| ≥ 0 on every connected prototype; with
      "own_class" each logit is a sum of evidence from the label's own prototypes only.
      Measured on a small synthetic run it under-fits (similarities share a per-record common
      factor that only negative evidence can cancel): see docs/readme/model.md.
    - ``linear``: dense signed weights, mask ignored (the reference head).
-   All start from w = 1/K on a label's own K prototypes, ±1e-3 on other connected ones, bias 0.
+   The magnitude |v| has gradient ±1 whatever its size (a softplus would stall near 0) and
+   the L1 term can drive it to exactly 0. All start from w = 1/K on a label's own K
+   prototypes, ±1e-3 on other connected ones, bias 0.
 
 ``contributions(s)`` returns w_cj · s̃_j (B, 71, P); summed over j plus the bias it equals
 the logits exactly (up to float rounding), which is what explanations report.
@@ -35,10 +37,6 @@ from torch import nn
 from ecgproto.model.config import FusionConfig
 
 _SMALL_WEIGHT = 1e-3
-
-
-def _inverse_softplus(x: torch.Tensor) -> torch.Tensor:
-    return x + torch.log(-torch.expm1(-x))
 
 
 class FusionHead(nn.Module):
@@ -77,17 +75,14 @@ class FusionHead(nn.Module):
 
         per_class = own.sum(dim=1, keepdim=True).clamp(min=1.0)
         magnitude = torch.where(own > 0, own / per_class, torch.full_like(own, _SMALL_WEIGHT))
-        if cfg.head == "linear":
-            self.weight_raw = nn.Parameter(own / per_class)
-        else:
-            self.weight_raw = nn.Parameter(_inverse_softplus(magnitude))
+        self.weight_raw = nn.Parameter(own / per_class if cfg.head == "linear" else magnitude)
         self.bias = nn.Parameter(torch.zeros(n_labels))
 
     def effective_weight(self) -> torch.Tensor:
         """The weights w (n_labels, P_total) actually applied (masked and sign-fixed unless ``linear``)."""
         if self.cfg.head == "linear":
             return self.weight_raw
-        return F.softplus(self.weight_raw) * self.sign
+        return self.weight_raw.abs() * self.sign
 
     def normalize(self, similarities: torch.Tensor) -> torch.Tensor:
         """Raw similarities (B, P_total) → per-branch standardised similarities s̃."""
