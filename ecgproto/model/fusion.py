@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -70,8 +71,9 @@ class FusionHead(nn.Module):
         }
         mask = torch.ones(n_labels, n_protos) if cfg.head == "linear" else masks[cfg.mask]
         sign = 2.0 * own - 1.0 if cfg.head == "sign_constrained" else torch.ones(n_labels, n_protos)
-        self.register_buffer("mask", mask)
-        self.register_buffer("sign", sign * mask)
+        # Derived from the config, so not stored in checkpoints.
+        self.register_buffer("mask", mask, persistent=False)
+        self.register_buffer("sign", sign * mask, persistent=False)
 
         per_class = own.sum(dim=1, keepdim=True).clamp(min=1.0)
         magnitude = torch.where(own > 0, own / per_class, torch.full_like(own, _SMALL_WEIGHT))
@@ -103,9 +105,9 @@ class FusionHead(nn.Module):
         return self.effective_weight().abs().sum()
 
     @torch.no_grad()
-    def fit_normalization(self, similarities: torch.Tensor) -> dict[str, dict[str, float]]:
+    def fit_normalization(self, similarities: torch.Tensor | np.ndarray) -> dict[str, dict[str, float]]:
         """Fit one mean/std per branch on training similarities (N, P_total); returns them as plain data."""
-        sims = similarities.detach().to(self.sim_mean.device, torch.float64)
+        sims = torch.as_tensor(similarities).detach().to(self.sim_mean.device, torch.float64)
         state: dict[str, dict[str, float]] = {}
         for b, name in enumerate(self.branch_names):
             cols = self.prototype_branch == b

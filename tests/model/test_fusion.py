@@ -91,6 +91,7 @@ def test_per_branch_normalization_fit_and_state():
     for g in state:
         assert got[g]["mean"] == pytest.approx(state[g]["mean"], rel=1e-6)
         assert got[g]["std"] == pytest.approx(state[g]["std"], rel=1e-6)
+    assert model.fusion.fit_normalization(sims.numpy()) == state  # numpy input accepted
     normed = model.fusion.normalize(sims)[:, sl["morphology"]]
     assert normed.mean().item() == pytest.approx(0.0, abs=1e-5)
     # buffers travel with the state dict
