@@ -233,6 +233,9 @@ def _record_body(rows: pd.DataFrame, probs: np.ndarray, thresholds: np.ndarray, 
     if not source.available:
         body.append(f"<div class=\"note\">Prototype source ECGs unavailable: {html.esc(source.reason)}. "
                     "Each prototype is shown by its window only.</div>")
+    elif source.root is None:
+        body.append(f"<div class=\"note\">{html.esc(source.reason)}; source ECGs are read from the prepared "
+                    f"training cache {html.esc(source.cache.path)} instead.</div>")
     predicted = [c for c, p, t in zip(label_table().codes, probs, thresholds) if p >= t]
     body.append(f"<p><b>Predicted labels</b> (probability ≥ validation-tuned threshold): {html.esc(', '.join(predicted) or 'none')}</p>")
     body.append(html.figure(figure_png_bytes(plot_12lead(signal, prep.fs, title=name)), f"{name}: input ECG (high-passed)"))
