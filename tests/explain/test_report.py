@@ -92,3 +92,12 @@ def test_prototype_gallery(ptbxl_sample, tmp_path, capsys):
     index = (tmp_path / "g" / "index.html").read_text()
     assert index.count("<img ") == len(chosen) and "global branch" in index and "rhythm branch" not in index
     assert f"{len({p['ecg_id'] for p in chosen})} unique source ECGs" in index
+
+
+def test_html_table_escapes_and_formats():
+    from ecgproto.explain import html
+
+    frame = pd.DataFrame({"a": [np.int64(3)], "b": [np.float64(0.12345)], "c": ["<b>x</b>"], "d": [float("nan")]})
+    text = html.table(frame)
+    assert '<td class="num">3</td>' in text and '<td class="num">0.123</td>' in text
+    assert "&lt;b&gt;x&lt;/b&gt;" in text and "<b>x</b>" not in text and "–" in text
