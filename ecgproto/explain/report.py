@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ecgproto.data.labels import label_table
-from ecgproto.data.wfdb_io import LEADS
+from ecgproto.data.wfdb_io import LEADS, record_stem
 from ecgproto.explain import html
 from ecgproto.explain.contributions import top_contributions
 from ecgproto.explain.plot_ecg import figure_png_bytes, plot_12lead, plot_prototype_pair
@@ -96,7 +96,7 @@ def _record_names(records: Sequence[str]) -> list[str]:
     seen: dict[str, int] = {}
     out = []
     for r in records:
-        base = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(r).name) or "record"
+        base = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(record_stem(r)).name) or "record"
         n = seen.get(base, 0)
         seen[base] = n + 1
         out.append(base if n == 0 else f"{base}-{n + 1}")

@@ -70,11 +70,15 @@ def test_unavailable_source_archive_is_stated(ptbxl_sample, tmp_path):
     assert "unavailable" not in pages[0].html_path.read_text()
 
 
-def test_cli_explain(ptbxl_sample, tmp_path, capsys):
+def test_cli_explain(ptbxl_sample, cinc_sample, tmp_path, capsys):
     ckpt = tmp_path / "m.pt"
     tiny_checkpoint(ckpt, str(ptbxl_sample))
-    assert main(["explain", str(ckpt), *_records(ptbxl_sample, 1), "--out", str(tmp_path / "o"), "--top-k", "1"]) == 0
+    # a CinC 2021 record: .mat, 500 Hz, other lead naming, given with its .hea suffix
+    records = [*_records(ptbxl_sample, 1), str(cinc_sample / "E07500.hea")]
+    assert main(["explain", str(ckpt), *records, "--out", str(tmp_path / "o"), "--top-k", "1"]) == 0
     assert (tmp_path / "o" / "00001_lr.html").is_file()
+    assert "not explained" not in capsys.readouterr().out
+    assert list((tmp_path / "o" / "E07500").glob("*.png"))
     assert (tmp_path / "o" / "config.resolved.yaml").is_file()
     assert main(["explain", str(tmp_path / "nope.pt"), *_records(ptbxl_sample, 1), "--out", str(tmp_path / "o")]) == 1
     assert "nope.pt" in capsys.readouterr().err
