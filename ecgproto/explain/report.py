@@ -134,7 +134,8 @@ def _explanation_figure(row: pd.Series, test_signal: np.ndarray, source: SourceA
         test_signal, proto_signal, fs,
         test_highlight=_highlight(row["window_start"], row["window_end"], n),
         proto_highlight=_highlight(row["source_window_start"], row["source_window_end"], n) if row["prototype_projected"] else None,
-        highlight_leads=leads, test_title=test_title, proto_title=proto_title,
+        highlight_leads=leads, proto_highlight_leads=list(row["source_leads"]) or None,
+        test_title=test_title, proto_title=proto_title,
     )
     caption = f"{row['label']} · rank {row['rank']} · {proto_text}" + (f" · leads {', '.join(row['leads'])}" if leads else "")
     return figure_png_bytes(fig), caption
