@@ -91,12 +91,17 @@ class RecordPage:
     png_paths: list[Path] = field(default_factory=list)
 
 
+def _safe(text: str) -> str:
+    """File-name-safe version of ``text`` (e.g. label ``LAO/LAE`` → ``LAO_LAE``)."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
+
+
 def _record_names(records: Sequence[str]) -> list[str]:
     """Unique, file-system-safe page names from record paths (basename, de-duplicated)."""
     seen: dict[str, int] = {}
     out = []
     for r in records:
-        base = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(record_stem(r)).name) or "record"
+        base = _safe(Path(record_stem(r)).name) or "record"
         n = seen.get(base, 0)
         seen[base] = n + 1
         out.append(base if n == 0 else f"{base}-{n + 1}")
@@ -247,7 +252,7 @@ def _record_body(rows: pd.DataFrame, probs: np.ndarray, thresholds: np.ndarray, 
         body.append(html.table(_table_for_page(rows, prep.fs)))
         for (_, row), label in zip(rows.iterrows(), rows["label"]):
             png, caption = _explanation_figure(row, signal, source, prep)
-            png_path = out_dir / name / f"{label}_rank{int(row['rank'])}_proto{int(row['prototype'])}.png"
+            png_path = out_dir / name / f"{_safe(label)}_rank{int(row['rank'])}_proto{int(row['prototype'])}.png"
             png_path.parent.mkdir(parents=True, exist_ok=True)
             tmp = png_path.with_name(f".{png_path.name}.tmp")
             tmp.write_bytes(png)

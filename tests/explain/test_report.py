@@ -52,6 +52,8 @@ def test_explain_records_writes_self_contained_pages(ptbxl_sample, tmp_path):
         n_rows = int((rows["record"].str.endswith(page.name)).sum())
         assert n_rows > 0 and len(page.png_paths) == n_rows
         assert all(p.is_file() and p.read_bytes()[:4] == b"\x89PNG" for p in page.png_paths)
+        assert all(p.parent == tmp_path / "out" / page.name for p in page.png_paths)
+        assert any(p.name.startswith("LAO_LAE_rank1") for p in page.png_paths)
         # input ECG + one embedded pair per explanation
         assert len(re.findall(r"src=\"data:image/png;base64,", text)) == n_rows + 1
         assert "<th>source ecg_id</th>" in text and "<th>source window</th>" in text and "unavailable" not in text
