@@ -1,10 +1,10 @@
 """Draw realistic multi-label SCP statement sets for synthetic ECGs.
 
-Prevalences follow PTB-XL v1.0.3 (Wagner et al. 2020) for the 29 simulated
-statements, with rare statements raised to a floor (``SynthConfig.rare_label_floor``)
+Prevalences follow PTB-XL v1.0.3 (Wagner et al. 2020) for the 35 simulated
+statements (``SYNTH_CODES``), with rare statements raised to a floor (``SynthConfig.rare_label_floor``)
 so that every simulated label has enough positives to learn from. Co-occurrence is
 structured the clinical way: one rhythm per record (SR, STACH, SBRAD, SARRH, AFIB,
-AFLT), one bundle-branch state, one voltage state, one ST state; incompatible
+AFLT, SVTAC), one bundle-branch state, one axis state, one voltage state, one ST state; incompatible
 combinations (e.g. LBBB with LVH or infarct Q waves, AFIB with P-wave findings)
 are never drawn; ABQRS mostly accompanies infarct Q waves; NORM means "no abnormal
 statement"; age raises the chronic findings.
