@@ -202,3 +202,13 @@ def test_noise_flags_match_the_noise(plan_400):
     static = table["static_noise"].fillna("").to_numpy() != ""
     hf = np.abs(np.diff(noise, axis=2)).mean(axis=(1, 2))
     assert np.median(hf[static]) > 1.5 * np.median(hf[~static])
+
+
+def test_noise_scale_zero_gives_clean_signals_and_no_flags():
+    from ecgproto.data.synth.simulator import plan_records
+
+    rng = np.random.default_rng(0)
+    plan = plan_records(rng, np.full(300, 60.0), seed=0, noise_scale=0.0)
+    rows = np.arange(300)
+    np.testing.assert_array_equal(simulate(plan, rows, 100), simulate(plan, rows, 100, noise=False))
+    assert all(v == "" for flags in plan.noise.flags.values() for v in flags)
