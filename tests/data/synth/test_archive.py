@@ -194,6 +194,8 @@ def test_cli_writes_refuses_and_forces(tmp_path, capsys):
 def test_config_rejects_bad_values():
     with pytest.raises(ValueError, match="n_records"):
         SynthConfig(n_records=0)
+    with pytest.raises(ValueError, match="seed"):
+        SynthConfig(seed=-1)
     with pytest.raises(ConfigError, match="synth"):
         load_config(None, ["synth.noise_scale=-1"])
     with pytest.raises(ConfigError, match="extra_key"):
