@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ecgproto.data.labels import label_table
-from ecgproto.data.wfdb_io import LEADS
+from ecgproto.data.wfdb_io import LEADS, record_stem
 from ecgproto.explain import html
 from ecgproto.explain.contributions import top_contributions
 from ecgproto.explain.plot_ecg import figure_png_bytes, plot_12lead, plot_prototype_pair
@@ -91,12 +91,17 @@ class RecordPage:
     png_paths: list[Path] = field(default_factory=list)
 
 
+def _safe(text: str) -> str:
+    """File-name-safe version of ``text`` (e.g. label ``LAO/LAE`` → ``LAO_LAE``)."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
+
+
 def _record_names(records: Sequence[str]) -> list[str]:
     """Unique, file-system-safe page names from record paths (basename, de-duplicated)."""
     seen: dict[str, int] = {}
     out = []
     for r in records:
-        base = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(r).name) or "record"
+        base = _safe(Path(record_stem(r)).name) or "record"
         n = seen.get(base, 0)
         seen[base] = n + 1
         out.append(base if n == 0 else f"{base}-{n + 1}")
@@ -134,7 +139,8 @@ def _explanation_figure(row: pd.Series, test_signal: np.ndarray, source: SourceA
         test_signal, proto_signal, fs,
         test_highlight=_highlight(row["window_start"], row["window_end"], n),
         proto_highlight=_highlight(row["source_window_start"], row["source_window_end"], n) if row["prototype_projected"] else None,
-        highlight_leads=leads, test_title=test_title, proto_title=proto_title,
+        highlight_leads=leads, proto_highlight_leads=list(row["source_leads"]) or None,
+        test_title=test_title, proto_title=proto_title,
     )
     caption = f"{row['label']} · rank {row['rank']} · {proto_text}" + (f" · leads {', '.join(row['leads'])}" if leads else "")
     return figure_png_bytes(fig), caption
@@ -233,6 +239,9 @@ def _record_body(rows: pd.DataFrame, probs: np.ndarray, thresholds: np.ndarray, 
     if not source.available:
         body.append(f"<div class=\"note\">Prototype source ECGs unavailable: {html.esc(source.reason)}. "
                     "Each prototype is shown by its window only.</div>")
+    elif source.root is None:
+        body.append(f"<div class=\"note\">{html.esc(source.reason)}; source ECGs are read from the prepared "
+                    f"training cache {html.esc(source.cache.path)} instead.</div>")
     predicted = [c for c, p, t in zip(label_table().codes, probs, thresholds) if p >= t]
     body.append(f"<p><b>Predicted labels</b> (probability ≥ validation-tuned threshold): {html.esc(', '.join(predicted) or 'none')}</p>")
     body.append(html.figure(figure_png_bytes(plot_12lead(signal, prep.fs, title=name)), f"{name}: input ECG (high-passed)"))
@@ -243,7 +252,7 @@ def _record_body(rows: pd.DataFrame, probs: np.ndarray, thresholds: np.ndarray, 
         body.append(html.table(_table_for_page(rows, prep.fs)))
         for (_, row), label in zip(rows.iterrows(), rows["label"]):
             png, caption = _explanation_figure(row, signal, source, prep)
-            png_path = out_dir / name / f"{label}_rank{int(row['rank'])}_proto{int(row['prototype'])}.png"
+            png_path = out_dir / name / f"{_safe(label)}_rank{int(row['rank'])}_proto{int(row['prototype'])}.png"
             png_path.parent.mkdir(parents=True, exist_ok=True)
             tmp = png_path.with_name(f".{png_path.name}.tmp")
             tmp.write_bytes(png)

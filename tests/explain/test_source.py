@@ -51,3 +51,20 @@ def test_source_archive_from_checkpoint_config(ptbxl_sample, tmp_path):
 def test_bad_source_data_flag_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="--source-data"):
         SourceArchive.resolve(META, tmp_path)
+
+
+def test_falls_back_to_the_training_cache(ptbxl_sample, tmp_path):
+    from ecgproto.data.cache import prepare_cache
+    from ecgproto.data.config import DataConfig
+
+    cache = prepare_cache(DataConfig(root=str(ptbxl_sample), cache_dir=str(tmp_path / "cache"), num_workers=1))
+    meta = dict(META, data_key=cache.key,
+                config={"data": {"root": str(tmp_path / "moved"), "cache_dir": str(tmp_path / "cache")}})
+    src = SourceArchive.resolve(meta)
+    assert src.available and src.root is None and "not available" in src.reason
+    ecg_id = int(cache.index["ecg_id"].iloc[3])
+    sig, msg = src.signal(ecg_id)
+    np.testing.assert_array_equal(sig, cache.signals[3])
+    assert src.signal(10**9)[0] is None
+    # a cache built with other settings is not used
+    assert not SourceArchive.resolve(dict(meta, sampling_rate=500, n_samples=5000)).available
