@@ -8,7 +8,24 @@ from typing import Literal
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    ci_level: float = 0.95
-    n_bootstrap: int = 1000
+    """How ``ecgproto evaluate`` scores a split.
+
+    The PTB-XL benchmark convention (Strodthoff et al. 2021) corresponds to
+    ``ci_level=0.90, n_bootstrap=100, drop_unlabeled=true``.
+    """
+
+    ci_level: float = 0.95  # percentile bootstrap interval level
+    n_bootstrap: int = 1000  # patient-level resamples (0 = no intervals)
+    ci_method: Literal["percentile"] = "percentile"
     drop_unlabeled: bool = False  # True = PTB-XL benchmark convention; False = keep all (ProtoECGNet)
     threshold_rule: Literal["f1"] = "f1"
+    threshold_source: Literal["validation", "checkpoint"] = "validation"  # re-tune on the val split, or use meta thresholds
+    benchmark_sets: tuple[str, ...] = ("diagnostic", "subdiagnostic", "superdiagnostic", "form", "rhythm")
+    age_bands: tuple[int, ...] = (40, 60, 80)  # band edges in years: <40, 40–59, 60–79, ≥80
+    subgroup_ci: bool = True  # bootstrap intervals for subgroup macro AUROC
+    fmax_step: float = 0.01  # threshold grid of Fmax
+    calibration_bins: int = 10
+    n_top_curves: int = 8  # ROC/PR/calibration panels for the labels with most positives
+    near_duplicate_cosine: float = 0.99  # prototype pairs above this cosine are near-duplicates
+    gallery_size: int = 12  # prototype thumbnails in the report (0 = none)
+    batch_size: int = 256

@@ -1,0 +1,107 @@
+"""Patient-level bootstrap: resample patients with replacement, percentile confidence intervals.
+
+A resample draws ``n_patients`` patients with replacement; every record of a drawn
+patient enters the resample as often as its patient was drawn. This is expressed as a
+weights matrix (B, N) of record multiplicities, which the vectorised metrics in
+``metrics.py`` accept directly, so all labels of all resamples are evaluated without a
+Python loop over resamples. The drawn patient indices are kept (and saved by the
+report) so every interval can be recomputed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class BootstrapPlan:
+    """Resampling plan over patients.
+
+    ``patients`` (P,) unique patient ids; ``record_patient`` (N,) index into ``patients``
+    for each record; ``draws`` (B, P) int32 indices into ``patients`` drawn with replacement.
+    """
+
+    patients: np.ndarray
+    record_patient: np.ndarray
+    draws: np.ndarray
+    seed: int
+
+    @property
+    def n_resamples(self) -> int:
+        return int(self.draws.shape[0])
+
+    @property
+    def n_patients(self) -> int:
+        return int(len(self.patients))
+
+    def patient_counts(self) -> np.ndarray:
+        """How often each patient is drawn in each resample, (B, P) float64."""
+        counts = np.zeros((self.n_resamples, self.n_patients))
+        rows = np.repeat(np.arange(self.n_resamples), self.draws.shape[1])
+        np.add.at(counts, (rows, self.draws.ravel()), 1.0)
+        return counts
+
+    def weights(self, mask: np.ndarray | None = None) -> np.ndarray:
+        """Record multiplicities (B, N) (or (B, mask.sum()) for the records selected by ``mask``)."""
+        w = self.patient_counts()[:, self.record_patient]
+        return w if mask is None else w[:, np.asarray(mask, dtype=bool)]
+
+    def save(self, path: str | Path) -> Path:
+        """Write the plan to ``path`` (.npz; atomic)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(
+            tmp, patients=self.patients, record_patient=self.record_patient, draws=self.draws,
+            seed=np.int64(self.seed),
+        )
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> BootstrapPlan:
+        """Read a plan written by :meth:`save`."""
+        with np.load(path, allow_pickle=False) as z:
+            return cls(z["patients"], z["record_patient"], z["draws"], int(z["seed"]))
+
+
+def patient_bootstrap(patient_ids: np.ndarray, n_resamples: int, seed: int) -> BootstrapPlan:
+    """Plan ``n_resamples`` patient-level resamples for records with ``patient_ids`` (N,).
+
+    Records with a missing patient id count as their own patient.
+    """
+    ids = np.asarray(patient_ids)
+    if ids.ndim != 1 or len(ids) == 0:
+        raise ValueError("patient_ids must be a non-empty 1-D array (one id per record)")
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    keys = np.array([f"record:{i}" if _missing(v) else str(v) for i, v in enumerate(ids)])
+    patients, record_patient = np.unique(keys, return_inverse=True)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(patients), size=(n_resamples, len(patients)), dtype=np.int32)
+    return BootstrapPlan(patients, record_patient.astype(np.int64), draws, seed)
+
+
+def _missing(value: object) -> bool:
+    return bool(pd.isna(value))
+
+
+def percentile_ci(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval of bootstrap ``samples`` (B, ...) at ``level`` (e.g. 0.95), NaN-aware.
+
+    Resamples where the metric is undefined (NaN) are left out; where fewer than two
+    resamples are defined, the interval is NaN.
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"confidence level must be in (0, 1), got {level}")
+    s = np.asarray(samples, dtype=np.float64)
+    alpha = (1 - level) / 2
+    enough = np.isfinite(s).sum(0) >= 2
+    with np.errstate(invalid="ignore"):
+        safe = np.where(enough[None], s, 0.0) if s.ndim > 1 else (s if enough else np.zeros_like(s))
+        lo = np.nanquantile(safe, alpha, axis=0)
+        hi = np.nanquantile(safe, 1 - alpha, axis=0)
+    return np.where(enough, lo, np.nan), np.where(enough, hi, np.nan)

@@ -1,0 +1,200 @@
+"""``ecgproto evaluate``: score one split of an archive with a checkpoint and write the report.
+
+DATA is either a prepared cache folder (``ecgproto prepare`` output, holding meta.json) or a
+PTB-XL-shaped folder (real PTB-XL, or a synthetic archive with its ``ptbxl/`` sub-folder),
+which is prepared here with the checkpoint's own preprocessing (rate, length, high-pass,
+folds) so test records are read exactly as the training records were.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ecgproto.config import Config, config_from_mapping
+from ecgproto.data.cache import CachedArchive, open_cache, prepare_cache
+from ecgproto.data.labels import GROUPS, all_labels, label_table
+from ecgproto.evaluate.evaluation import Evaluation, Predictions, evaluate_predictions
+from ecgproto.evaluate.prototype_quality import (
+    prototype_quality,
+    top_contribution_agreement,
+    top_prototype_agreement,
+)
+from ecgproto.evaluate.report import ReportContext, write_report
+from ecgproto.evaluate.subgroups import QUALITY_FLAGS
+from ecgproto.evaluate.thresholds import tune_thresholds
+from ecgproto.progress import progress
+
+SPLITS = ("train", "val", "test")
+
+
+def open_archive(data: str | Path, meta: dict[str, Any], cache_dir: str | None = None) -> CachedArchive:
+    """The archive at ``data`` preprocessed as the checkpoint expects (see module docstring).
+
+    Raises ValueError when a given cache was prepared with other settings than the checkpoint's.
+    """
+    path = Path(data).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"DATA {path} does not exist; pass a PTB-XL-shaped folder or an `ecgproto prepare` cache")
+    train_cfg = config_from_mapping(meta["config"])
+    if (path / "meta.json").is_file():
+        archive = open_cache(path)
+        settings = archive.meta.get("settings", {})
+        expect = {"sampling_rate": int(meta["sampling_rate"]), "n_samples": int(meta["n_samples"]),
+                  "highpass_hz": float((meta.get("highpass") or {}).get("cutoff_hz", train_cfg.data.highpass_hz)),
+                  "highpass_order": int((meta.get("highpass") or {}).get("order", train_cfg.data.highpass_order))}
+        wrong = {k: (settings.get(k), v) for k, v in expect.items() if settings.get(k) != v}
+        if wrong:
+            diff = ", ".join(f"{k}: cache {a} vs checkpoint {b}" for k, (a, b) in wrong.items())
+            raise ValueError(f"cache {path} was prepared with other settings than checkpoint expects ({diff}); "
+                             "pass the PTB-XL folder instead so it is prepared with the checkpoint's settings")
+        return archive
+    source = "synthetic" if not (path / "ptbxl_database.csv").is_file() and (path / "ptbxl" / "ptbxl_database.csv").is_file() else "ptbxl"
+    data_cfg = dataclasses.replace(train_cfg.data, root=str(path), source=source,
+                                   cache_dir=cache_dir or train_cfg.data.cache_dir)
+    return prepare_cache(data_cfg, path)
+
+
+def _info(index: pd.DataFrame) -> pd.DataFrame:
+    cols = [c for c in ("age", "sex", *QUALITY_FLAGS) if c in index]
+    return index[cols].reset_index(drop=True)
+
+
+def _predict(model: torch.nn.Module, archive: CachedArchive, rows: np.ndarray, batch_size: int) -> Any:
+    from ecgproto.model.inference import predict_arrays
+
+    return predict_arrays(model, archive.signals[rows], batch_size=batch_size)
+
+
+def _thresholds(model: torch.nn.Module, meta: dict[str, Any], archive: CachedArchive, cfg: Config,
+                split: str) -> tuple[dict[str, np.ndarray], str, list[str]]:
+    """Per-output decision thresholds, where they came from, and notes for the report."""
+    notes: list[str] = []
+    val_rows = archive.rows("val")
+    if cfg.evaluate.threshold_source == "validation" and len(val_rows):
+        val = _predict(model, archive, val_rows, cfg.evaluate.batch_size)
+        y = archive.labels[val_rows]
+        th = {"fused": tune_thresholds(y, val.probs)}
+        for g, p in val.branch_probs.items():
+            th[g] = tune_thresholds(y[:, label_table().indices(g)], p)
+        if split == "val":
+            notes.append("Thresholds were tuned on the same validation split that is evaluated here: threshold "
+                         "metrics (F1, sensitivity, specificity) are optimistic.")
+        return th, f"validation split ({len(val_rows)} records, re-tuned here)", notes
+    stored = meta.get("thresholds")
+    if stored is None or len(stored) != len(all_labels()):
+        notes.append("No validation split and no thresholds in the checkpoint: threshold metrics are not reported.")
+        return {}, "none", notes
+    notes.append("Thresholds come from the checkpoint (tuned on the validation split during training); branch "
+                 "outputs have no stored thresholds, so their threshold metrics are not reported.")
+    return {"fused": np.asarray(stored, dtype=np.float64)}, "checkpoint (validation-tuned in training)", notes
+
+
+def _prototype_section(model: torch.nn.Module, meta: dict[str, Any], pred: Any, thresholds: dict[str, np.ndarray],
+                       cfg: Config) -> dict[str, Any]:
+    table = pd.DataFrame(meta.get("prototypes") or model.prototype_table().to_dict("records"))
+    vectors = {g: model.branches[g].prototype_vectors.detach().cpu().numpy() for g in model.branches}
+    q = prototype_quality(table, vectors, cfg.evaluate.near_duplicate_cosine)
+    fusion = model.fusion
+    proto_label = fusion.prototype_label.cpu().numpy()
+    proto_branch = fusion.prototype_branch.cpu().numpy()
+    if "fused" in thresholds:
+        predicted = pred.probs >= thresholds["fused"][None, :]
+        with torch.no_grad():
+            sims = torch.as_tensor(pred.similarities, dtype=torch.float32)
+            norm = fusion.normalize(sims).numpy()
+            weight = fusion.effective_weight().detach().cpu().numpy()
+        frac, per_label, n = top_contribution_agreement(norm, weight, proto_label, predicted)
+        q["top_contribution_agreement"] = {"fraction": frac, "n_predictions": n,
+                                           "per_label": dict(zip(all_labels(), per_label))}
+        branch_of_label = np.full(len(all_labels()), -1)
+        branch_of_label[proto_label] = proto_branch
+        allowed = branch_of_label[:, None] == proto_branch[None, :]
+        frac, per_label, n = top_prototype_agreement(pred.similarities, proto_label, predicted, allowed)
+        q["nearest_prototype_agreement"] = {"fraction": frac, "n_predictions": n,
+                                            "per_label": dict(zip(all_labels(), per_label))}
+        head = getattr(fusion.cfg, "head", "")
+        mask = getattr(fusion.cfg, "mask", "")
+        if head == "masked_nonneg" and mask == "own_class":
+            q["agreement_note"] = ("The fusion head is class-masked (own-class prototypes only), so the top contribution "
+                                   "comes from the predicted class by construction; the nearest-prototype agreement "
+                                   "(raw similarity within the label's branch) is the informative figure.")
+    return q
+
+
+def _gallery(meta: dict[str, Any], archive: CachedArchive, labels: np.ndarray, cfg: Config) -> list[tuple[bytes, str]]:
+    """Thumbnails of one prototype per class for the classes with most positives in the split."""
+    import matplotlib.pyplot as plt
+
+    from ecgproto.explain.plot_ecg import figure_png_bytes, plot_12lead
+
+    size = cfg.evaluate.gallery_size
+    protos = [p for p in (meta.get("prototypes") or []) if p.get("ecg_id") is not None]
+    if size <= 0 or not protos:
+        return []
+    by_class: dict[str, dict[str, Any]] = {}
+    for p in sorted(protos, key=lambda p: int(p["index"])):
+        by_class.setdefault(p["class_code"], p)
+    counts = dict(zip(all_labels(), labels.sum(0)))
+    chosen = sorted(by_class.values(), key=lambda p: -int(counts.get(p["class_code"], 0)))[:size]
+    row_of = dict(zip(archive.index["ecg_id"].astype(np.int64), range(len(archive.index))))
+    fs, n = int(meta["sampling_rate"]), int(meta["n_samples"])
+    out = []
+    for p in progress(chosen, desc="prototype thumbnails", unit="proto"):
+        row = row_of.get(int(p["ecg_id"]))
+        ws, we = int(p["window_start"]), int(p["window_end"])
+        highlight = None if (ws <= 0 and we >= n) else (ws, we)
+        title = f"prototype {p['index']} · {p['branch']} · {p['class_code']} · source ecg_id {p['ecg_id']}"
+        if row is None:
+            fig = plot_12lead(np.zeros((12, n), np.float32), fs, highlight=highlight, title=title, show_trace=False)
+            caption = f"{title} (source ECG not in this archive; window only)"
+        else:
+            fig = plot_12lead(np.asarray(archive.signals[row]), fs, highlight=highlight, title=title)
+            sim = p.get("similarity")
+            caption = title + (f", projection similarity {sim:.3f}" if isinstance(sim, float) else "")
+        out.append((figure_png_bytes(fig, dpi=45), caption))
+        plt.close(fig)
+    return out
+
+
+def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, out_dir: str | Path, cfg: Config,
+                        split: str = "test", cache_dir: str | None = None) -> tuple[Evaluation, dict[str, Path]]:
+    """Evaluate ``checkpoint`` on ``split`` of ``data`` and write the report into ``out_dir``."""
+    from ecgproto.train.checkpoint import load_checkpoint
+
+    if split not in SPLITS:
+        raise ValueError(f"--split must be one of {SPLITS}, got {split!r}")
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
+    model, meta = load_checkpoint(checkpoint)
+    archive = open_archive(data, meta, cache_dir)
+    rows = archive.rows(split)
+    if len(rows) == 0:
+        raise ValueError(f"{data}: the {split} split is empty (folds per split come from the checkpoint's config); "
+                         "choose another --split")
+    thresholds, source, notes = _thresholds(model, meta, archive, cfg, split)
+    out = _predict(model, archive, rows, cfg.evaluate.batch_size)
+    index = archive.index.iloc[rows].reset_index(drop=True)
+    probs = {"fused": out.probs.astype(np.float64), **{g: p.astype(np.float64) for g, p in out.branch_probs.items()}}
+    pred = Predictions(index["ecg_id"].to_numpy(), index["patient_id"].to_numpy(), archive.labels[rows], probs,
+                       thresholds, source, _info(index))
+    ev = evaluate_predictions(pred, cfg.evaluate, seed=cfg.seed)
+    train_cfg = meta.get("config", {}).get("data", {})
+    ctx = ReportContext(
+        checkpoint=str(checkpoint), data=str(data), split=split, notes=notes,
+        model={
+            "package_version": meta.get("package_version", "?"), "config_hash": meta.get("config_hash", "?"),
+            "sampling_rate (Hz)": meta.get("sampling_rate"), "n_samples": meta.get("n_samples"),
+            "training_data": f"{train_cfg.get('source', '?')} archive at {train_cfg.get('root', '?')}, "
+                             f"train folds {train_cfg.get('train_folds')}, val folds {train_cfg.get('val_folds')}",
+            "summary": f"{sum(len(model.branches[g].prototype_vectors) for g in model.branches)} prototypes "
+                       f"({', '.join(g for g in GROUPS if g in model.branches)} branches).",
+        },
+        prototype=_prototype_section(model, meta, out, thresholds, cfg),
+        gallery=_gallery(meta, archive, archive.labels[rows], cfg),
+    )
+    return ev, write_report(ev, out_dir, ctx)
