@@ -137,7 +137,7 @@ class FusionConfig:
     """
 
     head: Literal["sign_constrained", "masked_nonneg", "linear"] = "sign_constrained"
-    mask: Literal["own_class", "own_branch", "own_class_and_other_branches", "all"] = "own_branch"
+    mask: Literal["own_class", "own_branch", "own_class_and_other_branches", "all"] = "all"
     normalize: bool = True
 
 
