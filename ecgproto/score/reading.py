@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ecgproto.data.preprocess import highpass
-from ecgproto.score.fastread import fast_read_record
+from ecgproto.data.wfdb_io import read_record
 
 READ_ERROR = "read_error"  # status of a record whose reader raised (a reader bug, not a bad file)
 
@@ -54,7 +54,7 @@ def read_batch(paths: list[str], prep: Preprocessing) -> ReadBatch:
     good: list[np.ndarray] = []
     for path in paths:
         try:
-            result = fast_read_record(path, prep.fs, prep.n_samples)
+            result = read_record(path, prep.fs, prep.n_samples)
             st, msg, sig = result.status, result.message, result.signal
         except Exception as exc:  # a reader bug must not stop an archive run
             st, msg, sig = READ_ERROR, f"{type(exc).__name__}: {exc}", None
