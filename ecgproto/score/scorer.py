@@ -30,7 +30,7 @@ import torch
 from ecgproto.progress import progress
 from ecgproto.score.columns import OutputSpec, build_rows
 from ecgproto.score.ood import ood_threshold
-from ecgproto.score.reading import Preprocessing, ReadBatch, read_batch
+from ecgproto.score.reading import Preprocessing, ReadBatch, read_batch, worker_init
 from ecgproto.score.sources import RecordList, list_records, shard_chunks
 from ecgproto.score.store import SCORES_PARQUET, ChunkStore
 
@@ -142,7 +142,8 @@ def _executor(workers: int) -> Executor:
     # fork where available (as torch's DataLoader does): workers start at once and need no
     # `if __name__ == "__main__"` guard in the caller's script; they run no torch code.
     method = "fork" if sys.platform.startswith("linux") else "spawn"
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method),
+                               initializer=worker_init, initargs=(os.getpid(),))
 
 
 def _read_ahead(executor: Executor, tasks: Iterator[tuple[int, int, int, bool]], paths: np.ndarray,

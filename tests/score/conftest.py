@@ -16,3 +16,6 @@ def checkpoint(tmp_path_factory) -> Path:
 def ptbxl_small(ptbxl_sample, tmp_path_factory) -> Path:
     """First 40 PTB-XL sample records as a PTB-XL folder."""
     return ptbxl_subset(ptbxl_sample, tmp_path_factory.mktemp("ptbxl") / "ptbxl", 40)
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
