@@ -54,6 +54,7 @@ class ScoreOptions:
     input_kind: str | None = None  # None = autodetect
     id_column: str | None = None  # manifest id column
     ood_flag_rate: float | None = None  # None = the checkpoint's calibrated rate
+    folds: tuple[int, ...] | None = None  # PTB-XL input only: score just these strat_fold values
 
 
 @dataclass
@@ -110,7 +111,7 @@ def forward_batch(model: torch.nn.Module, signals: np.ndarray) -> tuple[np.ndarr
         return torch.sigmoid(out.logits).float().numpy(), out.similarities.float().numpy()
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -173,7 +174,7 @@ def score_archive(checkpoint: str | Path, input_path: str | Path, out_dir: str |
     if not checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint {checkpoint} not found; give the .pt file written by `ecgproto train`")
     model, meta = load_checkpoint(checkpoint)
-    return score_model(model, meta, input_path, out_dir, options, model_id=_file_sha256(checkpoint))
+    return score_model(model, meta, input_path, out_dir, options, model_id=file_sha256(checkpoint))
 
 
 def score_model(model: torch.nn.Module, meta: dict, input_path: str | Path, out_dir: str | Path,
@@ -189,7 +190,7 @@ def score_model(model: torch.nn.Module, meta: dict, input_path: str | Path, out_
         torch.set_num_threads(options.threads)
     model.eval()
     prep = Preprocessing.from_meta(meta)
-    records: RecordList = list_records(input_path, prep.fs, options.input_kind, options.id_column)
+    records: RecordList = list_records(input_path, prep.fs, options.input_kind, options.id_column, options.folds)
     spec, notes = output_spec(model, meta, records.id_columns, options.top_k, options.ood_flag_rate)
     chunks = list(shard_chunks(len(records), options.chunk_size, options.shard))
     fingerprint = {
