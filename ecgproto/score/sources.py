@@ -162,13 +162,15 @@ def _ptbxl(root: Path, sampling_rate: int, folds: tuple[int, ...] | None) -> Rec
 
 
 def _mimic(root: Path) -> RecordList:
+    from ecgproto.data.mimic import load_record_list
+
     root = root.resolve()
-    table = pd.read_csv(root / "record_list.csv", usecols=["subject_id", "study_id", "path"])
+    table = load_record_list(root)
     frame = pd.DataFrame({
         "record_id": table["study_id"].astype(str),
         "subject_id": table["subject_id"].astype("int64"),
         "study_id": table["study_id"].astype("int64"),
-        "path": [str(root / _strip_extension(p)) for p in table["path"]],
+        "path": table["path"].astype(str),
     })
     return RecordList("mimic", root, ("subject_id", "study_id"), frame)
 
