@@ -61,6 +61,9 @@ class ScoreOptions:
 class ScoreSummary:
     """What a run did: counts by status over the whole output, throughput of this session."""
 
+    input: str
+    input_kind: str
+    shard: list[int]
     n_records: int
     status_counts: dict[str, int]
     chunks_total: int
@@ -240,7 +243,8 @@ def score_model(model: torch.nn.Module, meta: dict, input_path: str | Path, out_
 
     statuses = pq.read_table(out_dir / SCORES_PARQUET, columns=["status"]).column("status").to_pylist()
     counts = dict(sorted(collections.Counter(statuses).items()))
-    summary = ScoreSummary(n_records=len(statuses), status_counts=counts, chunks_total=len(chunks),
+    summary = ScoreSummary(input=str(records.root), input_kind=records.kind, shard=list(options.shard),
+                           n_records=len(statuses), status_counts=counts, chunks_total=len(chunks),
                            chunks_resumed=resumed, records_this_session=n_todo, elapsed_s=round(elapsed, 3),
                            records_per_s=round(n_todo / elapsed, 2) if elapsed > 0 else 0.0,
                            outputs=[str(p) for p in outputs], notes=notes)
