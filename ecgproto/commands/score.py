@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="records per committed output chunk, the unit of --resume and --shard "
                              "(default: score.chunk_size, 1024)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads for the forward pass; 0 = torch's default (default: score.threads)")
+                        help="torch threads for the forward pass; 0 = CPU cores minus --workers, at least 1 "
+                             "(default: score.threads, 0)")
     parser.add_argument("--top-k", type=int, default=None,
                         help="number of highest-probability labels in top_labels (default: score.top_k, 3)")
     parser.add_argument("--ood-flag-rate", type=float, default=None,

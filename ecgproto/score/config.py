@@ -11,7 +11,7 @@ class ScoreConfig:
     num_workers: int = 2  # reader processes (0 = read in the main process)
     chunk_size: int = 1024  # rows per committed output chunk (the unit of --resume and --shard)
     top_k: int = 3  # labels listed in top_labels
-    threads: int = 0  # torch intra-op threads for the forward pass (0 = torch's default)
+    threads: int = 0  # torch threads for the forward pass (0 = CPU cores minus reader workers, at least 1)
     # fraction of validation records flagged as out-of-distribution; None = the rate the
     # checkpoint's OOD calibration (meta["ood"]) was made with
     ood_flag_fraction: float | None = None

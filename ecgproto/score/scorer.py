@@ -47,7 +47,7 @@ class ScoreOptions:
     workers: int = 2  # reader processes; 0 = read in the main process
     chunk_size: int = 1024  # records per committed output chunk
     top_k: int = 3
-    threads: int = 0  # torch intra-op threads for the forward pass; 0 = torch's default
+    threads: int = 0  # torch intra-op threads for the forward pass; 0 = CPU cores minus reader workers (>= 1)
     shard: tuple[int, int] = (0, 1)
     save_similarities: bool = False
     resume: bool = False
@@ -189,8 +189,16 @@ def score_model(model: torch.nn.Module, meta: dict, input_path: str | Path, out_
     out_dir = Path(out_dir)
     if options.batch_size < 1 or options.chunk_size < 1:
         raise ValueError(f"batch size and chunk size must be >= 1 (got {options.batch_size}, {options.chunk_size})")
-    if options.threads > 0:
-        torch.set_num_threads(options.threads)
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(options.threads if options.threads > 0 else max(1, (os.cpu_count() or 1) - options.workers))
+    try:
+        return _score(model, meta, input_path, out_dir, options, model_id)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _score(model: torch.nn.Module, meta: dict, input_path: str | Path, out_dir: Path, options: ScoreOptions,
+           model_id: str) -> ScoreSummary:
     model.eval()
     prep = Preprocessing.from_meta(meta)
     records: RecordList = list_records(input_path, prep.fs, options.input_kind, options.id_column, options.folds)

@@ -88,7 +88,7 @@ def test_broken_records_get_status_rows_and_good_ones_are_scored(checkpoint, ptb
     expected = _broken_folder(ptbxl_sample, tmp_path / "mixed")
     out = tmp_path / "out"
     summary = score_archive(checkpoint, tmp_path / "mixed", out,
-                            ScoreOptions(batch_size=4, workers=2, chunk_size=5))
+                            ScoreOptions(batch_size=4, workers=2, chunk_size=5, threads=1))
     scores = pd.read_parquet(out / "scores.parquet")
     assert sorted(scores["record_id"]) == sorted(expected)  # one row per record, none lost or doubled
     assert dict(zip(scores["record_id"], scores["status"])) == expected

@@ -11,14 +11,14 @@ from ecgproto.train.checkpoint import load_checkpoint
 def test_calibrate_ood_then_flag_at_the_validation_rate(checkpoint, synthetic_archive, tmp_path, capsys):
     data = synthetic_archive / "ptbxl"
     assert main(["score", str(checkpoint), str(data), "--out", str(tmp_path / "cal"), "--calibrate-ood",
-                 "--ood-flag-rate", "0.2", "--workers", "0"]) == 0
+                 "--ood-flag-rate", "0.2", "--workers", "0", "--threads", "1"]) == 0
     calibrated = tmp_path / "cal" / f"{checkpoint.stem}.ood.pt"
     _, meta = load_checkpoint(calibrated)
     val_ids = pd.read_csv(data / "ptbxl_database.csv").query("strat_fold == 9")["ecg_id"]
     assert meta["ood"]["n_val"] == len(val_ids) and meta["ood"]["flag_rate"] == 0.2
     assert json.loads((tmp_path / "cal" / "ood_calibration.json").read_text())["threshold"] == meta["ood"]["threshold"]
 
-    summary = score_archive(calibrated, data, tmp_path / "scores", ScoreOptions(workers=0))
+    summary = score_archive(calibrated, data, tmp_path / "scores", ScoreOptions(workers=0, threads=1))
     scores = pd.read_parquet(tmp_path / "scores" / "scores.parquet").set_index("ecg_id")
     flags = scores["ood_flag"]
     assert flags.notna().all()

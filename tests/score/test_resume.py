@@ -15,7 +15,7 @@ from ecgproto.score.store import MANIFEST_NAME
 
 from .conftest import REPO_ROOT
 
-OPTIONS = dict(chunk_size=6, batch_size=4, workers=2, save_similarities=True)
+OPTIONS = dict(chunk_size=6, batch_size=4, workers=2, threads=1, save_similarities=True)
 
 
 def _killed_run(checkpoint, data, out):
@@ -50,7 +50,7 @@ def test_resume_after_kill_matches_uninterrupted_run(checkpoint, ptbxl_small, tm
 
 def _cli(checkpoint, data, out, *extra, env=None):
     cmd = [sys.executable, "-m", "ecgproto.cli", "score", str(checkpoint), str(data), "--out", str(out),
-           "--chunk-size", "6", "--batch-size", "4", "--workers", "2", "--save-similarities", *extra]
+           "--chunk-size", "6", "--batch-size", "4", "--workers", "2", "--threads", "1", "--save-similarities", *extra]
     full_env = {**os.environ, "ECGPROTO_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT),
                 **(env or {})}
     return subprocess.run(cmd, cwd=REPO_ROOT, env=full_env, capture_output=True, text=True, timeout=300)

@@ -16,7 +16,7 @@ PRED = [f"pred__{c}" for c in all_labels()]
 
 
 def _options(**kw):
-    base = dict(batch_size=8, workers=0, chunk_size=16, top_k=3)
+    base = dict(batch_size=8, workers=0, chunk_size=16, top_k=3, threads=1)
     base.update(kw)
     return ScoreOptions(**base)
 

@@ -22,7 +22,7 @@ def _check_equal(checkpoint, scores):
 
 def test_synthetic_ptbxl_archive(checkpoint, synthetic_archive, tmp_path):
     summary = score_archive(checkpoint, synthetic_archive / "ptbxl", tmp_path,
-                            ScoreOptions(batch_size=8, workers=2, chunk_size=16))
+                            ScoreOptions(batch_size=8, workers=2, chunk_size=16, threads=1))
     scores = pd.read_parquet(tmp_path / "scores.parquet")
     db = pd.read_csv(synthetic_archive / "ptbxl" / "ptbxl_database.csv")
     assert list(scores["ecg_id"]) == sorted(db["ecg_id"])
@@ -31,7 +31,7 @@ def test_synthetic_ptbxl_archive(checkpoint, synthetic_archive, tmp_path):
 
 
 def test_synthetic_mimic_archive_500hz(checkpoint, synthetic_archive, tmp_path):
-    score_archive(checkpoint, synthetic_archive / "mimic", tmp_path, ScoreOptions(batch_size=8, workers=0))
+    score_archive(checkpoint, synthetic_archive / "mimic", tmp_path, ScoreOptions(batch_size=8, workers=0, threads=1))
     scores = pd.read_parquet(tmp_path / "scores.parquet")
     listing = pd.read_csv(synthetic_archive / "mimic" / "record_list.csv")
     assert list(scores["subject_id"]) == list(listing["subject_id"])
