@@ -1,0 +1,56 @@
+"""Signal preprocessing: zero-phase Butterworth high-pass and per-lead standardisation statistics."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from scipy.signal import butter, sosfiltfilt
+
+
+@lru_cache(maxsize=32)
+def _highpass_sos(fs: float, cutoff_hz: float, order: int) -> np.ndarray:
+    return butter(order, cutoff_hz, btype="highpass", fs=fs, output="sos")
+
+
+def highpass(x: np.ndarray, fs: float, cutoff_hz: float = 0.5, order: int = 1) -> np.ndarray:
+    """Zero-phase Butterworth high-pass (``sosfiltfilt``) along the last axis.
+
+    ``x``: (..., T) in mV sampled at ``fs`` Hz (any leading dims, e.g. (12, T) or (N, 12, T)).
+    ``cutoff_hz`` <= 0 disables the filter. Returns float32 of the same shape. The forward-backward
+    pass doubles the effective order and leaves no phase shift (wave timing is preserved).
+    """
+    x = np.asarray(x)
+    if cutoff_hz <= 0:
+        return x.astype(np.float32, copy=False)
+    if order < 1:
+        raise ValueError(f"high-pass order must be >= 1, got {order}")
+    if not 0 < cutoff_hz < fs / 2:
+        raise ValueError(f"high-pass cutoff {cutoff_hz} Hz must lie between 0 and the Nyquist frequency {fs / 2} Hz")
+    y = sosfiltfilt(_highpass_sos(float(fs), float(cutoff_hz), int(order)), x.astype(np.float64, copy=False), axis=-1)
+    return y.astype(np.float32)
+
+
+def fit_standardization(signals: np.ndarray, chunk: int = 1024) -> dict[str, list[float]]:
+    """Per-lead mean and standard deviation of ``signals`` (N, 12, T) in mV.
+
+    Call it on the TRAINING split only. Computed in float64 chunks over records, so a
+    memory-mapped array is never loaded whole. A lead with zero variance gets std 1.0.
+    Returns ``{"mean": [12 floats], "std": [12 floats]}``.
+    """
+    if signals.ndim != 3 or signals.shape[0] == 0:
+        raise ValueError(f"fit_standardization expects a non-empty (N, leads, T) array, got shape {signals.shape}")
+    n_leads = signals.shape[1]
+    total = np.zeros(n_leads)
+    total_sq = np.zeros(n_leads)
+    count = 0
+    for start in range(0, signals.shape[0], chunk):
+        block = np.asarray(signals[start:start + chunk], dtype=np.float64)
+        total += block.sum(axis=(0, 2))
+        total_sq += np.square(block).sum(axis=(0, 2))
+        count += block.shape[0] * block.shape[2]
+    mean = total / count
+    var = np.maximum(total_sq / count - mean**2, 0.0)
+    std = np.sqrt(var)
+    std = np.where(std > 0, std, 1.0)
+    return {"mean": [float(v) for v in mean], "std": [float(v) for v in std]}

@@ -1,0 +1,157 @@
+"""PTB-XL v1.0.3 reader: metadata, multi-hot labels over the 71 SCP statements, folds, record paths.
+
+Label rule (PTB-XL benchmark convention): a statement is positive when its code is a key of
+``scp_codes``. With ``min_likelihood`` set, a *diagnostic* statement is positive only when its
+likelihood is >= ``min_likelihood``; form- and rhythm-only statements carry no likelihood in
+PTB-XL (stored as 0.0) and stay positive whenever present.
+
+Conventions kept from PTB-XL: ``sex`` 0 = male, 1 = female; ``age`` 300 means "older than 89"
+(HIPAA); quality-flag columns (``baseline_drift``, ``static_noise``, ``burst_noise``,
+``electrodes_problems``, ``extra_beats``, ``pacemaker``) are strings naming the affected leads,
+"" when no problem was noted.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ecgproto.data.labels import all_labels, label_table
+
+DATABASE = "ptbxl_database.csv"
+STATEMENTS = "scp_statements.csv"
+REQUIRED_COLUMNS = ("ecg_id", "patient_id", "age", "sex", "scp_codes", "strat_fold", "filename_lr", "filename_hr")
+QUALITY_COLUMNS = ("baseline_drift", "static_noise", "burst_noise", "electrodes_problems", "extra_beats", "pacemaker")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class PtbxlIndex:
+    """A PTB-XL folder read into memory.
+
+    ``meta``: DataFrame indexed by ``ecg_id`` (N rows, database order) with patient_id, age, sex,
+    strat_fold, filename_lr, filename_hr, scp_codes (dict code → likelihood), the quality flags and
+    the other database columns. ``labels``: (N, 71) uint8 in ``all_labels()`` order. ``root``: folder.
+    """
+
+    root: Path
+    meta: pd.DataFrame
+    labels: np.ndarray
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return all_labels()
+
+    def record_paths(self, source_rate: int) -> list[str]:
+        """Absolute record paths (no extension) of the 100 Hz (``filename_lr``) or 500 Hz (``filename_hr``) files."""
+        column = {100: "filename_lr", 500: "filename_hr"}.get(source_rate)
+        if column is None:
+            raise ValueError(f"PTB-XL ships records at 100 or 500 Hz, not {source_rate} Hz")
+        return [str(self.root / rel) for rel in self.meta[column]]
+
+
+def assign_split(
+    strat_fold: pd.Series | np.ndarray,
+    train_folds: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8),
+    val_folds: tuple[int, ...] = (9,),
+    test_folds: tuple[int, ...] = (10,),
+) -> np.ndarray:
+    """Map each fold number to "train"/"val"/"test" ("" for a fold in none of them). Folds must not overlap."""
+    sets = {"train": set(train_folds), "val": set(val_folds), "test": set(test_folds)}
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        if sets[a] & sets[b]:
+            raise ValueError(f"folds {sorted(sets[a] & sets[b])} are in both the {a} and {b} splits; check data.*_folds")
+    folds = np.asarray(strat_fold)
+    out = np.full(folds.shape, "", dtype=object)
+    for name, members in sets.items():
+        out[np.isin(folds, list(members))] = name
+    return out
+
+
+def _parse_codes(text: object, ecg_id: object, path: Path) -> dict[str, float]:
+    try:
+        value = ast.literal_eval(str(text))
+    except (ValueError, SyntaxError) as exc:
+        raise ValueError(f"{path}: ecg_id {ecg_id}: scp_codes {text!r} is not a dict literal") from exc
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: ecg_id {ecg_id}: scp_codes {text!r} is not a dict literal")
+    return {str(k): float(v) for k, v in value.items()}
+
+
+def _check_statements(path: Path) -> None:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: a PTB-XL folder holds ptbxl_database.csv and scp_statements.csv")
+    try:
+        statements = pd.read_csv(path, index_col=0)
+    except Exception as exc:
+        raise ValueError(f"{path}: cannot read as CSV ({exc})") from exc
+    missing = sorted(set(all_labels()) - set(map(str, statements.index)))
+    if missing:
+        raise ValueError(f"{path}: SCP statement(s) {', '.join(missing)} missing; expected the 71 PTB-XL v1.0.3 statements")
+
+
+def labels_from_codes(scp_codes: list[dict[str, float]], min_likelihood: float | None = None,
+                      where: str = "scp_codes") -> np.ndarray:
+    """Multi-hot (N, 71) uint8 from parsed ``scp_codes`` dicts (rule in the module docstring)."""
+    codes = all_labels()
+    column = {c: i for i, c in enumerate(codes)}
+    diagnostic = set(label_table().frame.loc[label_table().frame["diagnostic"] == 1, "code"])
+    labels = np.zeros((len(scp_codes), len(codes)), dtype=np.uint8)
+    unknown: set[str] = set()
+    for row, item in enumerate(scp_codes):
+        for code, likelihood in item.items():
+            if code not in column:
+                unknown.add(code)
+                continue
+            if min_likelihood is not None and code in diagnostic and likelihood < min_likelihood:
+                continue
+            labels[row, column[code]] = 1
+    if unknown:
+        raise ValueError(f"{where}: unknown SCP code(s) {', '.join(sorted(unknown))}; expected PTB-XL v1.0.3 statements")
+    return labels
+
+
+def load_ptbxl(root: str | Path, min_likelihood: float | None = None) -> PtbxlIndex:
+    """Read ``root/ptbxl_database.csv`` (+ check ``scp_statements.csv``) into a :class:`PtbxlIndex`.
+
+    Raises FileNotFoundError for a missing folder/file and ValueError for a malformed one
+    (the message names the file, the column or the ecg_id).
+    """
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"PTB-XL folder {root} does not exist; pass the folder holding ptbxl_database.csv")
+    db_path = root / DATABASE
+    if not db_path.is_file():
+        raise FileNotFoundError(f"{db_path} not found: {root} is not a PTB-XL v1.0.3 folder")
+    _check_statements(root / STATEMENTS)
+    try:
+        meta = pd.read_csv(db_path)
+    except Exception as exc:
+        raise ValueError(f"{db_path}: cannot read as CSV ({exc})") from exc
+    missing = [c for c in REQUIRED_COLUMNS if c not in meta.columns]
+    if missing:
+        raise ValueError(f"{db_path}: missing column(s) {', '.join(missing)}")
+    if meta["ecg_id"].duplicated().any():
+        dup = meta.loc[meta["ecg_id"].duplicated(), "ecg_id"].iloc[0]
+        raise ValueError(f"{db_path}: ecg_id {dup} appears more than once")
+    for col in ("ecg_id", "strat_fold"):
+        if meta[col].isna().any() or not pd.api.types.is_numeric_dtype(meta[col]):
+            raise ValueError(f"{db_path}: column {col} must hold integers for every row")
+    if min_likelihood is not None and not 0 <= min_likelihood <= 100:
+        raise ValueError(f"min_likelihood must lie in [0, 100] (PTB-XL likelihoods are percentages), got {min_likelihood}")
+    meta["ecg_id"] = meta["ecg_id"].astype(np.int64)
+    meta["strat_fold"] = meta["strat_fold"].astype(np.int64)
+    meta["patient_id"] = pd.to_numeric(meta["patient_id"], errors="coerce").astype("Int64")
+    meta["age"] = pd.to_numeric(meta["age"], errors="coerce").astype(np.float64)
+    meta["sex"] = pd.to_numeric(meta["sex"], errors="coerce").astype("Int64")
+    meta["scp_codes"] = [_parse_codes(t, e, db_path) for t, e in zip(meta["scp_codes"], meta["ecg_id"])]
+    for col in QUALITY_COLUMNS:
+        if col in meta.columns:
+            meta[col] = meta[col].fillna("").astype(str).str.strip()
+    labels = labels_from_codes(list(meta["scp_codes"]), min_likelihood, where=str(db_path))
+    meta = meta.set_index("ecg_id", drop=True)
+    return PtbxlIndex(root=root, meta=meta, labels=labels)

@@ -1,0 +1,281 @@
+"""Read one WFDB record as a validated (12, T) float32 array in millivolts.
+
+:func:`read_record` never raises for a bad record: it returns a :class:`RecordResult`
+whose ``status`` says what is wrong and whose ``message`` names the record. Checks run
+in this order and the first failure wins:
+
+============================  ==================================================================
+status                        rule
+============================  ==================================================================
+``missing_file``              the ``.hea`` file or a signal file named in it does not exist
+``unreadable_header``         wfdb cannot parse the header, it has no positive sampling rate,
+                              or two signals map to the same canonical lead
+``missing_leads``             one of the 12 leads is absent (names matched case-insensitively,
+                              ``AVR``/``avr``/``aVR`` are the same lead; extra signals are ignored)
+``unreadable_signal``         the signal file cannot be decoded or holds fewer samples than the
+                              header declares (e.g. a truncated ``.dat``)
+``checksum_mismatch``         the header carries per-signal 16-bit checksums and the sum of a
+                              lead's digital samples differs from it modulo 2**16
+``nan``                       any sample of the 12 leads is NaN/inf (WFDB invalid-sample values
+                              are read as NaN)
+``wrong_length``              after resampling to ``fs`` the record is shorter than ``n_samples``
+                              by more than ``max(1, 1 %)`` of ``n_samples``; a shortfall within the
+                              tolerance is padded by repeating the last sample. Longer records are
+                              cropped to their first ``n_samples`` samples
+``flat_line``                 a lead's peak-to-peak amplitude over the (cropped) record is below
+                              ``FLAT_PTP_MV`` = 0.01 mV
+``implausible_amplitude``     a lead deviates from its median by more than ``MAX_ABS_MV`` = 20 mV
+                              for at least ``SUSTAIN_S`` = 0.1 s in total (a single spike passes)
+``ok``                        ``signal`` holds (12, n_samples) float32 mV in :data:`LEADS` order
+============================  ==================================================================
+
+Records at another rate are resampled with :func:`scipy.signal.resample_poly`
+(polyphase, rational ratio). The amplitude and flat-line checks run on the
+resampled, cropped signal — exactly what the model would see.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import wfdb
+from scipy.signal import resample_poly
+
+LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+STATUSES: tuple[str, ...] = (
+    "ok", "missing_file", "unreadable_header", "unreadable_signal", "missing_leads", "nan",
+    "flat_line", "wrong_length", "implausible_amplitude", "checksum_mismatch",
+)
+FLAT_PTP_MV = 0.01
+MAX_ABS_MV = 20.0
+SUSTAIN_S = 0.1
+LENGTH_TOLERANCE = 0.01
+_SIGNAL_SUFFIXES = (".hea", ".dat", ".mat")
+_CANONICAL = {name.lower(): name for name in LEADS}
+# Digital value that marks a missing/invalid sample in each WFDB signal format (WFDB spec).
+_INVALID_SAMPLE = {
+    "80": -(2**7), "508": -(2**7), "310": -(2**9), "311": -(2**9), "212": -(2**11), "16": -(2**15),
+    "61": -(2**15), "160": -(2**15), "516": -(2**15), "24": -(2**23), "524": -(2**23), "32": -(2**31),
+}
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    """Outcome of reading one record; ``signal`` is None unless ``status == "ok"``."""
+
+    record: str
+    signal: np.ndarray | None
+    status: str
+    message: str
+    fs_in: float | None
+
+
+@dataclass(frozen=True)
+class HeaderInfo:
+    """What a header says, without reading the signal (cheap)."""
+
+    record: str
+    fs: float
+    sig_len: int | None
+    sig_name: tuple[str, ...]
+    lead_index: dict[str, int] = field(default_factory=dict)  # canonical lead -> signal column
+    comments: tuple[str, ...] = ()
+
+    @property
+    def missing_leads(self) -> tuple[str, ...]:
+        return tuple(lead for lead in LEADS if lead not in self.lead_index)
+
+
+def record_stem(path: str | Path) -> str:
+    """Record path without a ``.hea``/``.dat``/``.mat`` extension."""
+    text = str(path)
+    for suffix in _SIGNAL_SUFFIXES:
+        if text.endswith(suffix):
+            return text[: -len(suffix)]
+    return text
+
+
+def canonical_lead(name: str) -> str | None:
+    """Map a lead name to its canonical spelling (``"AVR"`` → ``"aVR"``); None if not a 12-lead name."""
+    return _CANONICAL.get(str(name).strip().lower())
+
+
+class _RecordProblem(Exception):
+    """Internal: a record failed a check; carries the status and a message without the record name."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _parse_header(stem: str) -> tuple[wfdb.Record | wfdb.MultiRecord, HeaderInfo]:
+    if not Path(stem + ".hea").is_file():
+        raise _RecordProblem("missing_file", f"header file {stem}.hea does not exist")
+    try:
+        header = wfdb.rdheader(stem)
+    except Exception as exc:  # wfdb raises many types for malformed text
+        raise _RecordProblem("unreadable_header", f"cannot parse header {stem}.hea ({type(exc).__name__}: {exc})") from exc
+    fs = header.fs
+    if fs is None or not np.isfinite(fs) or fs <= 0:
+        raise _RecordProblem("unreadable_header", f"header {stem}.hea has no positive sampling frequency")
+    names = tuple(str(n) for n in (header.sig_name or ()))
+    lead_index: dict[str, int] = {}
+    for col, name in enumerate(names):
+        lead = canonical_lead(name)
+        if lead is None:
+            continue
+        if lead in lead_index:
+            raise _RecordProblem("unreadable_header",
+                                 f"header {stem}.hea lists lead {lead} twice (signals {lead_index[lead]} and {col})")
+        lead_index[lead] = col
+    info = HeaderInfo(record=stem, fs=float(fs), sig_len=header.sig_len, sig_name=names,
+                      lead_index=lead_index, comments=tuple(header.comments or ()))
+    return header, info
+
+
+def read_header_info(path: str | Path) -> HeaderInfo:
+    """Parse only the header of ``path`` (record path, with or without extension).
+
+    Raises FileNotFoundError when the ``.hea`` is missing and ValueError when it cannot
+    be parsed or maps two signals onto the same lead (messages name the record).
+    """
+    stem = record_stem(path)
+    try:
+        return _parse_header(stem)[1]
+    except _RecordProblem as exc:
+        error = FileNotFoundError if exc.status == "missing_file" else ValueError
+        raise error(f"record {stem}: {exc.message}") from None
+
+
+def _bad(stem: str, status: str, message: str, fs_in: float | None = None) -> RecordResult:
+    return RecordResult(record=stem, signal=None, status=status, message=f"record {stem}: {message}", fs_in=fs_in)
+
+
+def resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
+    """Polyphase resampling of ``x`` (..., T) from ``fs_in`` to ``fs_out`` Hz along the last axis."""
+    if math.isclose(fs_in, fs_out):
+        return x
+    ratio = Fraction(fs_out / fs_in).limit_denominator(1000)
+    return resample_poly(x, ratio.numerator, ratio.denominator, axis=-1)
+
+
+def _physical(record: wfdb.Record, cols: list[int]) -> np.ndarray:
+    """Digital → mV for the selected columns; WFDB invalid-sample values become NaN. (12, T) float64."""
+    digital = record.d_signal[:, cols].T.astype(np.float64)
+    gain = np.asarray(record.adc_gain, dtype=np.float64)[cols][:, None]
+    baseline = np.asarray(record.baseline, dtype=np.float64)[cols][:, None]
+    invalid = _invalid_values(record.fmt)
+    if invalid is not None:
+        digital[digital == np.asarray([invalid[i] for i in cols], dtype=np.float64)[:, None]] = np.nan
+    gain = np.where(gain == 0, 200.0, gain)  # WFDB: gain 0 means the default 200 adu/mV
+    return (digital - baseline) / gain
+
+
+def _invalid_values(fmts: list[str] | None) -> list[float | None] | None:
+    if not fmts:
+        return None
+    return [_INVALID_SAMPLE.get(str(f)) for f in fmts]
+
+
+def _checksum_error(record: wfdb.Record, header_checksum: list | None, names: tuple[str, ...]) -> str | None:
+    if not header_checksum or any(c is None for c in header_checksum):
+        return None
+    sums = np.mod(record.d_signal.sum(axis=0, dtype=np.int64), 65536)
+    expected = np.mod(np.asarray(header_checksum, dtype=np.int64), 65536)
+    bad = [names[i] for i in range(len(expected)) if sums[i] != expected[i]]
+    if bad:
+        return (f"signal checksum differs from the header for lead(s) {', '.join(bad)} "
+                "(file modified or corrupted); re-download the record")
+    return None
+
+
+def _read_signal(stem: str, header: wfdb.Record | wfdb.MultiRecord, info: HeaderInfo) -> np.ndarray:
+    """Signal (12, T) in mV (float64, NaN where invalid); raises _RecordProblem."""
+    cols = [info.lead_index[lead] for lead in LEADS]
+    if isinstance(header, wfdb.MultiRecord):
+        try:
+            record = wfdb.rdrecord(stem, physical=True, m2s=True)
+        except Exception as exc:
+            raise _RecordProblem("unreadable_signal",
+                                 f"cannot read the multi-segment signal ({type(exc).__name__}: {exc})") from exc
+        return record.p_signal[:, cols].T.astype(np.float64)
+    files = sorted(set(header.file_name or ()))
+    for name in files:
+        if not (Path(stem).parent / name).is_file():
+            raise _RecordProblem("missing_file", f"signal file {Path(stem).parent / name} named in the header does not exist")
+    try:
+        record = wfdb.rdrecord(stem, physical=False)
+    except Exception as exc:
+        raise _RecordProblem("unreadable_signal", (f"cannot decode signal file(s) {', '.join(files)} "
+                                                   f"({type(exc).__name__}: {exc}); the file may be truncated or corrupted")) from exc
+    if record.d_signal is None or record.d_signal.ndim != 2 or record.d_signal.shape[0] == 0:
+        raise _RecordProblem("unreadable_signal", f"signal file(s) {', '.join(files)} hold no samples")
+    if header.sig_len and record.d_signal.shape[0] < header.sig_len:
+        raise _RecordProblem("unreadable_signal", (f"signal file holds {record.d_signal.shape[0]} samples, "
+                                                   f"header declares {header.sig_len}; the file is truncated"))
+    problem = _checksum_error(record, header.checksum, info.sig_name)
+    if problem:
+        raise _RecordProblem("checksum_mismatch", problem)
+    return _physical(record, cols)
+
+
+def read_record(path: str | Path, fs: int, n_samples: int) -> RecordResult:
+    """Read and validate a WFDB record (``.dat`` or ``.mat`` signal files).
+
+    ``path``: record path with or without ``.hea``/``.dat``/``.mat``. Returns a
+    :class:`RecordResult` with ``signal`` (12, n_samples) float32 mV in :data:`LEADS`
+    order at ``fs`` Hz when ``status == "ok"``; see the module docstring for the rules.
+    """
+    stem = record_stem(path)
+    try:
+        header, info = _parse_header(stem)
+    except _RecordProblem as exc:
+        return _bad(stem, exc.status, exc.message)
+    except Exception as exc:  # last line of defence: a batch never stops on one record
+        return _bad(stem, "unreadable_header", f"unexpected error reading the header ({type(exc).__name__}: {exc})")
+    if info.missing_leads:
+        present = ", ".join(info.sig_name) or "none"
+        return _bad(stem, "missing_leads",
+                    f"lead(s) {', '.join(info.missing_leads)} not in the header (signals: {present})", info.fs)
+    try:
+        signal = _read_signal(stem, header, info)
+    except _RecordProblem as exc:
+        return _bad(stem, exc.status, exc.message, info.fs)
+    except Exception as exc:
+        return _bad(stem, "unreadable_signal", f"unexpected error reading the signal ({type(exc).__name__}: {exc})", info.fs)
+    return validate_signal(stem, signal, info.fs, fs, n_samples)
+
+
+def validate_signal(stem: str, signal: np.ndarray, fs_in: float, fs: int, n_samples: int) -> RecordResult:
+    """Apply the nan / length / flat-line / amplitude rules to a (12, T) mV array at ``fs_in`` Hz."""
+    finite = np.isfinite(signal)
+    if not finite.all():
+        per_lead = (~finite).sum(axis=1)
+        where = ", ".join(f"{LEADS[i]} ({int(n)})" for i, n in enumerate(per_lead) if n)
+        return _bad(stem, "nan", f"NaN/invalid samples in lead(s) {where}", fs_in)
+    x = resample(signal, fs_in, fs)
+    length = x.shape[-1]
+    tolerance = max(1, int(round(LENGTH_TOLERANCE * n_samples)))
+    if length < n_samples - tolerance:
+        return _bad(stem, "wrong_length", (f"{length} samples at {fs} Hz ({length / fs:.2f} s, from {signal.shape[-1]} at "
+                                           f"{fs_in:g} Hz); need {n_samples} ({n_samples / fs:.2f} s)"), fs_in)
+    if length < n_samples:
+        x = np.pad(x, ((0, 0), (0, n_samples - length)), mode="edge")
+    x = x[:, :n_samples]
+    ptp = np.ptp(x, axis=1)
+    flat = [LEADS[i] for i in np.flatnonzero(ptp < FLAT_PTP_MV)]
+    if flat:
+        return _bad(stem, "flat_line", f"flat lead(s) {', '.join(flat)} (peak-to-peak < {FLAT_PTP_MV} mV)", fs_in)
+    deviation = np.abs(x - np.median(x, axis=1, keepdims=True))
+    over = (deviation > MAX_ABS_MV).sum(axis=1)
+    sustained = max(1, int(round(SUSTAIN_S * fs)))
+    loud = [f"{LEADS[i]} ({over[i] / fs:.2f} s)" for i in np.flatnonzero(over >= sustained)]
+    if loud:
+        return _bad(stem, "implausible_amplitude", (f"lead(s) {', '.join(loud)} exceed {MAX_ABS_MV:g} mV from their median "
+                                                    f"for >= {SUSTAIN_S:g} s; check units/gain"), fs_in)
+    return RecordResult(record=stem, signal=x.astype(np.float32), status="ok", message="", fs_in=fs_in)
