@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, bool]] = {
     "train": ("staged training of the three prototype branches and the fusion head", False),
     "project": ("project prototypes onto training ECG segments (stored with provenance)", False),
     "evaluate": ("dataset-level metrics with bootstrap CIs and an HTML report", False),
-    "score": ("batch-score a WFDB folder, manifest, PTB-XL or MIMIC-IV-ECG archive", False),
+    "score": ("batch-score a WFDB folder, manifest, PTB-XL or MIMIC-IV-ECG archive", True),
     "explain": ("case-based explanations (12-lead plots + HTML) for given records", False),
     "prototypes": ("render the gallery of projected prototypes", False),
     "phenotype": ("prototype-to-phecode association report on a MIMIC-IV cohort", False),

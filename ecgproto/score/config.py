@@ -1,4 +1,4 @@
-"""Configuration of batch scoring."""
+"""Configuration of batch scoring (the CLI options override these)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ScoreConfig:
-    batch_size: int = 64
-    num_workers: int = 2
-    chunk_size: int = 1024  # rows per written output chunk
-    top_k: int = 3
-    ood_flag_fraction: float = 0.01  # fraction of validation records flagged as out-of-distribution
+    batch_size: int = 64  # records per forward pass and per read task
+    num_workers: int = 2  # reader processes (0 = read in the main process)
+    chunk_size: int = 1024  # rows per committed output chunk (the unit of --resume and --shard)
+    top_k: int = 3  # labels listed in top_labels
+    threads: int = 0  # torch intra-op threads for the forward pass (0 = torch's default)
+    # fraction of validation records flagged as out-of-distribution; None = the rate the
+    # checkpoint's OOD calibration (meta["ood"]) was made with
+    ood_flag_fraction: float | None = None

@@ -1,0 +1,71 @@
+"""Worker side of scoring: read, validate and high-pass one batch of records.
+
+Runs in worker processes, so it imports no torch. The preprocessing is exactly the
+checkpoint's: ``read_record`` (lead order by name, resampling to the model rate,
+validation) then the zero-phase high-pass with the checkpoint's cutoff and order.
+Standardisation lives inside the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ecgproto.data.preprocess import highpass
+from ecgproto.data.wfdb_io import read_record
+
+READ_ERROR = "read_error"  # status of a record whose reader raised (a reader bug, not a bad file)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What turns a record file into model input (from checkpoint meta)."""
+
+    fs: int  # Hz the model runs at
+    n_samples: int  # samples per record at ``fs``
+    highpass_hz: float
+    highpass_order: int
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> Preprocessing:
+        hp = meta.get("highpass") or {}
+        return cls(int(meta["sampling_rate"]), int(meta["n_samples"]),
+                   float(hp.get("cutoff_hz", 0.5)), int(hp.get("order", 1)))
+
+
+@dataclass
+class ReadBatch:
+    """One batch of records after reading.
+
+    ``signals``: (n_ok, 12, n_samples) float32 mV, high-passed, for the records whose
+    status is "ok", in input order; ``status``/``message``: one per input record.
+    """
+
+    signals: np.ndarray
+    status: list[str]
+    message: list[str]
+
+
+def read_batch(paths: list[str], prep: Preprocessing) -> ReadBatch:
+    """Read, validate and high-pass ``paths`` (WFDB records without extension); never raises per record."""
+    status: list[str] = []
+    message: list[str] = []
+    good: list[np.ndarray] = []
+    for path in paths:
+        try:
+            result = read_record(path, prep.fs, prep.n_samples)
+            st, msg, sig = result.status, result.message, result.signal
+        except Exception as exc:  # a reader bug must not stop an archive run
+            st, msg, sig = READ_ERROR, f"{type(exc).__name__}: {exc}", None
+        if st == "ok" and sig is not None:
+            good.append(sig)
+        status.append(st)
+        message.append("" if st == "ok" else msg)
+    if good:
+        stacked = np.stack(good).astype(np.float32, copy=False)
+        signals = np.ascontiguousarray(highpass(stacked, prep.fs, prep.highpass_hz, prep.highpass_order),
+                                       dtype=np.float32)
+    else:
+        signals = np.zeros((0, 12, prep.n_samples), dtype=np.float32)
+    return ReadBatch(signals, status, message)

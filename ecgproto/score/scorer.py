@@ -1,0 +1,238 @@
+"""Streaming batch scoring of an ECG archive with a trained checkpoint.
+
+Records are read, validated and high-passed in worker processes (``workers`` > 0),
+a bounded number of batches ahead of the model, so reading overlaps the forward pass
+and memory stays flat in the archive size. The archive is cut into chunks of
+``chunk_size`` consecutive records; batches never straddle a chunk, so a chunk's
+outputs do not depend on the worker count, on ``--resume`` or on ``--shard``.
+Each finished chunk is committed atomically (see :mod:`ecgproto.score.store`).
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from ecgproto.progress import progress
+from ecgproto.score.columns import OutputSpec, build_rows
+from ecgproto.score.ood import ood_threshold
+from ecgproto.score.reading import Preprocessing, ReadBatch, read_batch
+from ecgproto.score.sources import RecordList, list_records, shard_chunks
+from ecgproto.score.store import SCORES_PARQUET, ChunkStore
+
+SUMMARY_NAME = "summary.json"
+# Test hook: SIGKILL this process right after it has committed this many chunks.
+KILL_AFTER_ENV = "ECGPROTO_SCORE_KILL_AFTER_CHUNKS"
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """How to run one scoring job (the CLI's options)."""
+
+    batch_size: int = 64  # records per forward pass (and per read task)
+    workers: int = 2  # reader processes; 0 = read in the main process
+    chunk_size: int = 1024  # records per committed output chunk
+    top_k: int = 3
+    threads: int = 0  # torch intra-op threads for the forward pass; 0 = torch's default
+    shard: tuple[int, int] = (0, 1)
+    save_similarities: bool = False
+    resume: bool = False
+    input_kind: str | None = None  # None = autodetect
+    id_column: str | None = None  # manifest id column
+    ood_flag_rate: float | None = None  # None = the checkpoint's calibrated rate
+
+
+@dataclass
+class ScoreSummary:
+    """What a run did: counts by status over the whole output, throughput of this session."""
+
+    n_records: int
+    status_counts: dict[str, int]
+    chunks_total: int
+    chunks_resumed: int
+    records_this_session: int
+    elapsed_s: float
+    records_per_s: float
+    outputs: list[str]
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def output_spec(model: torch.nn.Module, meta: dict, id_columns: tuple[str, ...], top_k: int,
+                ood_flag_rate: float | None) -> tuple[OutputSpec, list[str]]:
+    """The output columns' inputs from the checkpoint, plus notes on anything missing."""
+    notes: list[str] = []
+    labels = tuple(meta["labels"])
+    if not 1 <= top_k <= len(labels):
+        raise ValueError(f"--top-k must be between 1 and {len(labels)}, got {top_k}")
+    thresholds = meta.get("thresholds")
+    if thresholds is None:
+        thresholds = [0.5] * len(labels)
+        notes.append("checkpoint has no validation-tuned thresholds; pred__ columns use 0.5")
+    table = model.prototype_table().sort_values("index")
+    if not np.array_equal(table["index"].to_numpy(), np.arange(len(table))):
+        raise ValueError("model.prototype_table() indices are not 0..P-1; cannot map similarity columns")
+    calib = meta.get("ood")
+    threshold = None
+    if calib is None:
+        notes.append("checkpoint has no OOD calibration (meta['ood']): ood_score is the uncalibrated "
+                     "-mean branch max similarity and ood_flag is empty")
+    else:
+        rate = calib["flag_rate"] if ood_flag_rate is None else ood_flag_rate
+        threshold = float(calib["threshold"]) if ood_flag_rate is None else ood_threshold(calib, rate)
+        notes.append(f"ood_flag at validation flag rate {rate:g} (threshold {threshold:.4g})")
+    spec = OutputSpec(labels=labels, thresholds=np.asarray(thresholds, dtype=np.float64),
+                      proto_branch=tuple(table["branch"].astype(str)), proto_class=tuple(table["class_code"].astype(str)),
+                      id_columns=id_columns, top_k=top_k, ood_calibration=calib, ood_threshold=threshold)
+    return spec, notes
+
+
+def forward_batch(model: torch.nn.Module, signals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fused probabilities (n, 71) and prototype similarities (n, P) for (n, 12, T) float32 mV input."""
+    with torch.inference_mode():
+        out = model(torch.from_numpy(signals))
+        return torch.sigmoid(out.logits).float().numpy(), out.similarities.float().numpy()
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _tasks(chunks: list[int], n_records: int, chunk_size: int, batch_size: int) -> Iterator[tuple[int, int, int, bool]]:
+    """(chunk, start, stop, last task of its chunk) in output order."""
+    for chunk in chunks:
+        lo, hi = chunk * chunk_size, min((chunk + 1) * chunk_size, n_records)
+        starts = list(range(lo, hi, batch_size))
+        for k, start in enumerate(starts):
+            yield chunk, start, min(start + batch_size, hi), k == len(starts) - 1
+
+
+class _InlineExecutor(Executor):
+    """Runs tasks in the calling process (``workers=0``)."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:  # type: ignore[override]
+        future: Future = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+def _executor(workers: int) -> Executor:
+    if workers <= 0:
+        return _InlineExecutor()
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    ctx = multiprocessing.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload(["ecgproto.score.reading"])
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+
+
+def _read_ahead(executor: Executor, tasks: Iterator[tuple[int, int, int, bool]], paths: np.ndarray,
+                prep: Preprocessing, depth: int) -> Iterator[tuple[int, int, int, bool, ReadBatch]]:
+    """Read results in task order with at most ``depth`` batches submitted but not yet consumed."""
+    queue: collections.deque = collections.deque()
+    for task in tasks:
+        queue.append((task, executor.submit(read_batch, list(paths[task[1]:task[2]]), prep)))
+        if len(queue) >= depth:
+            task0, fut = queue.popleft()
+            yield (*task0, fut.result())
+    while queue:
+        task0, fut = queue.popleft()
+        yield (*task0, fut.result())
+
+
+def score_archive(checkpoint: str | Path, input_path: str | Path, out_dir: str | Path,
+                  options: ScoreOptions = ScoreOptions()) -> ScoreSummary:
+    """Score every record of ``input_path`` with ``checkpoint`` into ``out_dir``.
+
+    Writes ``scores.parquet``, ``scores.csv`` (and ``similarities.parquet``), ``summary.json``
+    and ``scoring_manifest.json``; see :mod:`ecgproto.score.columns` for the columns.
+    """
+    from ecgproto.train.checkpoint import load_checkpoint
+
+    checkpoint, out_dir = Path(checkpoint), Path(out_dir)
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"checkpoint {checkpoint} not found; give the .pt file written by `ecgproto train`")
+    if options.batch_size < 1 or options.chunk_size < 1:
+        raise ValueError(f"batch size and chunk size must be >= 1 (got {options.batch_size}, {options.chunk_size})")
+    if options.threads > 0:
+        torch.set_num_threads(options.threads)
+    model, meta = load_checkpoint(checkpoint)
+    model.eval()
+    prep = Preprocessing.from_meta(meta)
+    records: RecordList = list_records(input_path, prep.fs, options.input_kind, options.id_column)
+    spec, notes = output_spec(model, meta, records.id_columns, options.top_k, options.ood_flag_rate)
+    chunks = list(shard_chunks(len(records), options.chunk_size, options.shard))
+    fingerprint = {
+        "checkpoint_sha256": _file_sha256(checkpoint), "input_kind": records.kind, "input": str(records.root),
+        "records_sha256": records.fingerprint(), "n_records": len(records), "chunk_size": options.chunk_size,
+        "batch_size": options.batch_size, "top_k": options.top_k, "shard": list(options.shard),
+        "save_similarities": options.save_similarities, "ood_threshold": spec.ood_threshold,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    store = ChunkStore(out_dir, fingerprint, chunks, options.resume, options.save_similarities)
+    resumed = len(store.done)
+    pending = store.pending
+    n_todo = sum(min((c + 1) * options.chunk_size, len(records)) - c * options.chunk_size for c in pending)
+    kill_after = int(os.environ.get(KILL_AFTER_ENV, "0") or 0)
+
+    start = time.perf_counter()
+    paths = records.frame["path"].to_numpy(dtype=object)
+    executor = _executor(options.workers)
+    try:
+        parts: list[tuple[list[str], list[str], np.ndarray, np.ndarray]] = []  # signals are not kept
+        committed = 0
+        bar = progress(_read_ahead(executor, _tasks(pending, len(records), options.chunk_size, options.batch_size),
+                                   paths, prep, depth=max(2, 2 * options.workers + 2)),
+                       desc="scoring", total=-(-n_todo // options.batch_size), unit="batch")
+        for chunk, _, _, last, batch in bar:
+            probs, sims = forward_batch(model, batch.signals) if len(batch.signals) else (
+                np.zeros((0, len(spec.labels)), np.float32), np.zeros((0, len(spec.proto_branch)), np.float32))
+            parts.append((batch.status, batch.message, probs, sims))
+            del batch
+            if not last:
+                continue
+            lo = chunk * options.chunk_size
+            frame = records.frame.iloc[lo: min(lo + options.chunk_size, len(records))]
+            status = [s for st, _, _, _ in parts for s in st]
+            message = [m for _, msg, _, _ in parts for m in msg]
+            scores, sim_table = build_rows(frame, status, message, np.concatenate([p[2] for p in parts]),
+                                           np.concatenate([p[3] for p in parts]), spec, options.save_similarities)
+            store.commit(chunk, scores, sim_table)
+            parts = []
+            committed += 1
+            if kill_after and committed >= kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+    outputs = store.finalize(spec.schema(), spec.similarity_schema())
+    elapsed = time.perf_counter() - start
+
+    statuses = pq.read_table(out_dir / SCORES_PARQUET, columns=["status"]).column("status").to_pylist()
+    counts = dict(sorted(collections.Counter(statuses).items()))
+    summary = ScoreSummary(n_records=len(statuses), status_counts=counts, chunks_total=len(chunks),
+                           chunks_resumed=resumed, records_this_session=n_todo, elapsed_s=round(elapsed, 3),
+                           records_per_s=round(n_todo / elapsed, 2) if elapsed > 0 else 0.0,
+                           outputs=[str(p) for p in outputs], notes=notes)
+    tmp = out_dir / (SUMMARY_NAME + ".tmp")
+    tmp.write_text(json.dumps(summary.to_dict(), indent=1))
+    os.replace(tmp, out_dir / SUMMARY_NAME)
+    return summary
