@@ -1,0 +1,114 @@
+"""Does an explanation point at the right place? Overlap of highlighted windows with known findings.
+
+Ground truth comes from the synthetic generator's ``findings.csv``
+(ecg_id, code, leads ';'-joined, start_s, end_s in seconds). A highlighted window
+"hits" a finding when their time intervals intersect (optionally: and share a lead).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+FINDINGS_COLUMNS = ("ecg_id", "code", "leads", "start_s", "end_s")
+
+
+def interval_overlap(a_start: np.ndarray, a_end: np.ndarray, b_start: np.ndarray, b_end: np.ndarray) -> np.ndarray:
+    """Length of the intersection of intervals [a_start, a_end) and [b_start, b_end), elementwise (≥ 0)."""
+    lo = np.maximum(np.asarray(a_start, dtype=float), np.asarray(b_start, dtype=float))
+    hi = np.minimum(np.asarray(a_end, dtype=float), np.asarray(b_end, dtype=float))
+    return np.clip(hi - lo, 0.0, None)
+
+
+def read_findings(path: str | Path) -> pd.DataFrame:
+    """Read ``findings.csv``; ``leads`` becomes a tuple of lead names (empty = all leads)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: findings file not found (written by `ecgproto synth` as ptbxl/findings.csv)")
+    frame = pd.read_csv(path, keep_default_na=False)
+    missing = [c for c in FINDINGS_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing}; expected {list(FINDINGS_COLUMNS)}")
+    frame["leads"] = [tuple(x for x in str(v).split(";") if x) for v in frame["leads"]]
+    frame["start_s"] = frame["start_s"].astype(float)
+    frame["end_s"] = frame["end_s"].astype(float)
+    return frame
+
+
+@dataclass(frozen=True)
+class LocalisationResult:
+    """Per-case table and summary of window/finding overlap."""
+
+    cases: pd.DataFrame  # one row per (record, label): hit, overlap_s, window and finding spans
+    hit_rate: float  # fraction of cases whose window intersects the finding
+    chance_rate: float  # expected hit rate of a window of the same length placed uniformly at random
+    n_cases: int
+
+    def summary(self) -> dict[str, float | int]:
+        return {"n_cases": self.n_cases, "hit_rate": self.hit_rate, "chance_rate": self.chance_rate}
+
+
+def chance_hit_rate(win_len_s: float, f_start: np.ndarray, f_end: np.ndarray, duration_s: float, n_grid: int = 1001) -> float:
+    """P(a window of length ``win_len_s`` placed uniformly in [0, duration_s] intersects any finding interval)."""
+    starts = np.linspace(0.0, max(duration_s - win_len_s, 0.0), n_grid)[:, None]
+    f_start, f_end = np.asarray(f_start, float)[None, :], np.asarray(f_end, float)[None, :]
+    return float(((starts < f_end) & (starts + win_len_s > f_start)).any(axis=1).mean())
+
+
+def localisation_hits(
+    windows: pd.DataFrame,
+    findings: pd.DataFrame,
+    fs: float,
+    duration_s: float,
+    *,
+    max_finding_fraction: float = 0.5,
+    require_lead: bool = False,
+) -> LocalisationResult:
+    """Match highlighted windows to findings of the same record and label.
+
+    ``windows``: one row per explained (record, label) with columns ecg_id, label,
+    window_start, window_end (input samples at ``fs`` Hz) and optionally ``leads``
+    (tuple of lead names, for lead-aware prototypes). ``findings``: as from
+    :func:`read_findings`. A (record, label) may have several finding rows (e.g. one
+    per affected beat): it is a hit when the window intersects any of them. Findings
+    covering more than ``max_finding_fraction`` of the record are not localised and
+    are left out (every window would hit them). ``require_lead`` also asks for a
+    shared lead when both sides name leads.
+    """
+    f = findings.copy()
+    f["length_s"] = f["end_s"] - f["start_s"]
+    f = f[(f["length_s"] > 0) & (f["length_s"] <= max_finding_fraction * duration_s)]
+    w = windows.copy()
+    w["win_start_s"] = w["window_start"].astype(float) / fs
+    w["win_end_s"] = w["window_end"].astype(float) / fs
+    pairs = w.merge(f, left_on=["ecg_id", "label"], right_on=["ecg_id", "code"], how="inner", suffixes=("", "_finding"))
+    overlap = interval_overlap(pairs["win_start_s"], pairs["win_end_s"], pairs["start_s"], pairs["end_s"])
+    hit = overlap > 0
+    if require_lead and "leads" in pairs.columns and "leads_finding" in pairs.columns:
+        shared = np.array([not a or not b or bool(set(a) & set(b)) for a, b in zip(pairs["leads"], pairs["leads_finding"])], dtype=bool)
+        hit &= shared
+    pairs["overlap_s"] = overlap
+    pairs["hit"] = hit
+    keys = ["ecg_id", "label"]
+    cases = pairs.groupby(keys, sort=True).agg(
+        hit=("hit", "any"),
+        overlap_s=("overlap_s", "sum"),
+        window_start_s=("win_start_s", "first"),
+        window_end_s=("win_end_s", "first"),
+        n_findings=("hit", "size"),
+    ).reset_index()
+    groups = pairs.groupby(keys, sort=True)
+    cases["chance"] = [
+        chance_hit_rate(float(g["win_end_s"].iat[0] - g["win_start_s"].iat[0]), g["start_s"], g["end_s"], duration_s)
+        for _, g in groups
+    ]
+    n = len(cases)
+    return LocalisationResult(
+        cases=cases,
+        hit_rate=float(cases["hit"].mean()) if n else float("nan"),
+        chance_rate=float(cases["chance"].mean()) if n else float("nan"),
+        n_cases=n,
+    )

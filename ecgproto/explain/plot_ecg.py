@@ -1,0 +1,309 @@
+"""Standard printed 12-lead ECG layout (3×4 panels + 10 s lead II rhythm strip).
+
+Paper coordinates are millimetres: x = 25 mm/s, y = 10 mm/mV, on a pink
+1 mm grid with bold 5 mm lines and a 1 mV × 0.2 s calibration pulse per row.
+Figures are sized so that one data unit is one physical millimetre (at any dpi).
+Panels: row 0 = I, aVR, V1, V4; row 1 = II, aVL, V2, V5; row 2 = III, aVF, V3, V6;
+column k shows seconds [2.5k, 2.5(k+1)) of the record, so x-position is real time;
+row 3 is lead II over the full 10 s.
+
+Matplotlib is used without pyplot (``Figure`` + Agg canvas), so nothing is global
+and figures are garbage-collected like any object.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+PAPER_SPEED_MM_PER_S = 25.0
+GAIN_MM_PER_MV = 10.0
+COLUMN_SECONDS = 2.5
+STRIP_SECONDS = 10.0
+RHYTHM_LEAD = "II"
+LAYOUT_ROWS: tuple[tuple[str, ...], ...] = (
+    ("I", "aVR", "V1", "V4"),
+    ("II", "aVL", "V2", "V5"),
+    ("III", "aVF", "V3", "V6"),
+)
+MARGIN_LEFT_MM = 10.0  # calibration pulse lives here
+MARGIN_RIGHT_MM = 5.0
+MARGIN_TOP_MM = 10.0  # title line
+MARGIN_BOTTOM_MM = 5.0
+DEFAULT_ROW_MM = 40.0
+
+GRID_MINOR_COLOR = "#f6cccc"
+GRID_MAJOR_COLOR = "#e58c8c"
+TRACE_COLOR = "#111111"
+HIGHLIGHT_COLOR = "#1f6fd1"
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One trace panel on the paper: a lead shown over seconds [t0, t1)."""
+
+    lead: str
+    row: int
+    column: int  # 0..3 for the 3×4 block, -1 for the rhythm strip
+    t0: float  # seconds
+    t1: float  # seconds
+    x0_mm: float  # paper x of time t0
+    baseline_mm: float  # paper y of 0 mV
+
+    @property
+    def is_rhythm_strip(self) -> bool:
+        return self.column < 0
+
+    def x_mm(self, t_s: np.ndarray | float) -> np.ndarray | float:
+        """Paper x (mm) of time ``t_s`` (seconds from the record start)."""
+        return self.x0_mm + (np.asarray(t_s) - self.t0) * PAPER_SPEED_MM_PER_S
+
+    def y_mm(self, mv: np.ndarray | float) -> np.ndarray | float:
+        """Paper y (mm) of amplitude ``mv`` (millivolts)."""
+        return self.baseline_mm + np.asarray(mv) * GAIN_MM_PER_MV
+
+
+@dataclass(frozen=True)
+class PaperLayout:
+    """Geometry of the whole sheet, in millimetres."""
+
+    panels: tuple[Panel, ...]  # 12 block panels (row-major) then the rhythm strip
+    width_mm: float
+    height_mm: float
+    row_mm: float
+
+    def panel(self, lead: str, rhythm_strip: bool = False) -> Panel:
+        """The block panel of ``lead`` (or the rhythm strip when ``rhythm_strip``)."""
+        for p in self.panels:
+            if p.lead == lead and p.is_rhythm_strip == rhythm_strip:
+                return p
+        raise KeyError(f"no panel for lead {lead!r} (rhythm_strip={rhythm_strip}); leads are {LEADS}")
+
+    def highlight_spans(
+        self, start: int, end: int, fs: float, leads: Sequence[str] | None = None
+    ) -> list[tuple[Panel, float, float]]:
+        """Paper x-spans (panel, x_start_mm, x_end_mm) of samples [start, end).
+
+        The span is clipped to each panel's time range; panels it misses are left out.
+        With ``leads`` only those leads' block panels are included; the rhythm strip
+        (the time reference) is always included.
+        """
+        t_a, t_b = start / fs, end / fs
+        spans = []
+        for p in self.panels:
+            if leads is not None and not p.is_rhythm_strip and p.lead not in leads:
+                continue
+            a, b = max(t_a, p.t0), min(t_b, p.t1)
+            if b > a:
+                spans.append((p, float(p.x_mm(a)), float(p.x_mm(b))))
+        return spans
+
+
+@lru_cache(maxsize=8)
+def paper_layout(row_mm: float = DEFAULT_ROW_MM) -> PaperLayout:
+    """The standard layout with ``row_mm`` millimetres between row baselines."""
+    if row_mm <= 0:
+        raise ValueError(f"row_mm must be positive, got {row_mm}")
+    n_rows = len(LAYOUT_ROWS) + 1
+    height = MARGIN_BOTTOM_MM + n_rows * row_mm + MARGIN_TOP_MM
+    width = MARGIN_LEFT_MM + STRIP_SECONDS * PAPER_SPEED_MM_PER_S + MARGIN_RIGHT_MM
+    panels = []
+    for r, row in enumerate(LAYOUT_ROWS):
+        baseline = height - MARGIN_TOP_MM - (r + 0.5) * row_mm
+        for c, lead in enumerate(row):
+            t0 = c * COLUMN_SECONDS
+            panels.append(Panel(lead, r, c, t0, t0 + COLUMN_SECONDS, MARGIN_LEFT_MM + t0 * PAPER_SPEED_MM_PER_S, baseline))
+    baseline = MARGIN_BOTTOM_MM + 0.5 * row_mm
+    panels.append(Panel(RHYTHM_LEAD, n_rows - 1, -1, 0.0, STRIP_SECONDS, MARGIN_LEFT_MM, baseline))
+    return PaperLayout(tuple(panels), width, height, row_mm)
+
+
+@lru_cache(maxsize=8)
+def _grid_segments(width: float, height: float) -> tuple[np.ndarray, np.ndarray]:
+    """(minor, major) grid line segments, each (n, 2, 2) in mm; cached per sheet size."""
+    xs = np.arange(0.0, np.floor(width) + 1.0)
+    ys = np.arange(0.0, np.floor(height) + 1.0)
+    vert = np.stack([np.stack([xs, np.zeros_like(xs)], 1), np.stack([xs, np.full_like(xs, ys[-1])], 1)], 1)
+    horz = np.stack([np.stack([np.zeros_like(ys), ys], 1), np.stack([np.full_like(ys, xs[-1]), ys], 1)], 1)
+    major_v, major_h = (xs % 5 == 0), (ys % 5 == 0)
+    minor = np.concatenate([vert[~major_v], horz[~major_h]])
+    major = np.concatenate([vert[major_v], horz[major_h]])
+    return minor, major
+
+
+def _calibration_segments(layout: PaperLayout) -> list[np.ndarray]:
+    """A 1 mV (10 mm) × 0.2 s (5 mm) pulse at the start of each row."""
+    out = []
+    for baseline in sorted({p.baseline_mm for p in layout.panels}):
+        x = np.array([1.0, 3.0, 3.0, 8.0, 8.0, 10.0])
+        y = baseline + np.array([0.0, 0.0, 1.0, 1.0, 0.0, 0.0]) * GAIN_MM_PER_MV
+        out.append(np.stack([x, y], 1))
+    return out
+
+
+def _check_signal(signal: np.ndarray, fs: float, name: str = "signal") -> np.ndarray:
+    sig = np.asarray(signal, dtype=np.float32)
+    if sig.ndim != 2 or sig.shape[0] != len(LEADS):
+        raise ValueError(f"{name} must be shaped (12, T) in lead order {LEADS}, got {sig.shape}")
+    if fs <= 0:
+        raise ValueError(f"fs must be positive, got {fs}")
+    return sig
+
+
+def _trace_segments(sig: np.ndarray, fs: float, layout: PaperLayout) -> list[np.ndarray]:
+    """Polyline (n, 2) in mm for each panel, in ``layout.panels`` order."""
+    lead_pos = {lead: i for i, lead in enumerate(LEADS)}
+    t = np.arange(sig.shape[1]) / fs
+    segs = []
+    for p in layout.panels:
+        a, b = int(np.ceil(p.t0 * fs - 1e-9)), int(np.ceil(p.t1 * fs - 1e-9))
+        a, b = min(a, sig.shape[1]), min(b, sig.shape[1])
+        segs.append(np.stack([p.x_mm(t[a:b]), p.y_mm(sig[lead_pos[p.lead], a:b])], 1))
+    return segs
+
+
+def new_paper_figure(n_sheets: int = 1, row_mm: float = DEFAULT_ROW_MM, gap_mm: float = 8.0, title_mm: float = 0.0) -> tuple[Figure, list[Axes]]:
+    """A figure with ``n_sheets`` 12-lead sheets side by side, 1 data unit = 1 mm.
+
+    ``title_mm`` reserves a strip on top for a figure title (``fig.suptitle``).
+    """
+    layout = paper_layout(row_mm)
+    w = n_sheets * layout.width_mm + (n_sheets - 1) * gap_mm
+    h = layout.height_mm + title_mm
+    fig = Figure(figsize=(w / 25.4, h / 25.4))
+    FigureCanvasAgg(fig)
+    axes = []
+    for i in range(n_sheets):
+        left = i * (layout.width_mm + gap_mm)
+        axes.append(fig.add_axes((left / w, 0.0, layout.width_mm / w, layout.height_mm / h)))
+    return fig, axes
+
+
+def draw_paper(ax: Axes, layout: PaperLayout) -> None:
+    """Pink millimetre grid (bold every 5 mm), fixed mm limits and equal aspect."""
+    minor, major = _grid_segments(layout.width_mm, layout.height_mm)
+    ax.add_collection(LineCollection(minor, colors=GRID_MINOR_COLOR, linewidths=0.25, zorder=0, gid="grid-minor"))
+    ax.add_collection(LineCollection(major, colors=GRID_MAJOR_COLOR, linewidths=0.6, zorder=0, gid="grid-major"))
+    ax.set_xlim(0.0, layout.width_mm)
+    ax.set_ylim(0.0, layout.height_mm)
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+
+
+def plot_12lead(
+    signal: np.ndarray,
+    fs: float,
+    *,
+    highlight: tuple[int, int] | None = None,
+    highlight_leads: Sequence[str] | None = None,
+    title: str = "",
+    ax: Axes | None = None,
+    row_mm: float = DEFAULT_ROW_MM,
+    show_trace: bool = True,
+) -> Figure:
+    """Draw a (12, T) mV signal at ``fs`` Hz on the standard 3×4 + rhythm-strip layout.
+
+    ``highlight`` = sample range [start, end) shaded with a translucent band on every
+    panel it falls in (only ``highlight_leads``' panels, whose names are then also
+    coloured, when given; the rhythm strip always). ``ax``: draw into an existing axes
+    (its size decides the physical scale); otherwise a new figure at 1 unit = 1 mm.
+    ``show_trace=False`` draws the empty sheet (used when a source ECG is unavailable).
+    Only the first 10 s are shown. Returns the figure.
+    """
+    sig = _check_signal(signal, fs)
+    if highlight_leads is not None:
+        unknown = [lead for lead in highlight_leads if lead not in LEADS]
+        if unknown:
+            raise ValueError(f"unknown highlight leads {unknown}; expected names from {LEADS}")
+    layout = paper_layout(row_mm)
+    if ax is None:
+        fig, (ax,) = new_paper_figure(1, row_mm)
+    else:
+        fig = ax.figure
+    draw_paper(ax, layout)
+    ax.add_collection(LineCollection(_calibration_segments(layout), colors=TRACE_COLOR, linewidths=0.8, zorder=3, gid="calibration"))
+    if show_trace:
+        ax.add_collection(LineCollection(_trace_segments(sig, fs, layout), colors=TRACE_COLOR, linewidths=0.7, zorder=3, gid="traces"))
+    # column separators: short ticks at the 2.5 s boundaries of the 3×4 block
+    ticks = [np.array([[p.x0_mm, p.baseline_mm - 4.0], [p.x0_mm, p.baseline_mm + 4.0]]) for p in layout.panels if p.column > 0]
+    ax.add_collection(LineCollection(ticks, colors=TRACE_COLOR, linewidths=0.8, zorder=3, gid="separators"))
+    marked = set(highlight_leads or ())
+    for p in layout.panels:
+        name = p.lead + (" (rhythm)" if p.is_rhythm_strip else "")
+        color = HIGHLIGHT_COLOR if p.lead in marked and not p.is_rhythm_strip else TRACE_COLOR
+        weight = "bold" if color == HIGHLIGHT_COLOR else "normal"
+        ax.text(p.x0_mm + 1.0, p.baseline_mm + 0.3 * layout.row_mm, name, fontsize=7, color=color, weight=weight, zorder=4)
+    if highlight is not None:
+        start, end = int(highlight[0]), int(highlight[1])
+        if end <= start:
+            raise ValueError(f"highlight must be a sample range (start, end) with end > start, got {highlight}")
+        for p, xa, xb in layout.highlight_spans(start, end, fs, highlight_leads):
+            ax.add_patch(Rectangle(
+                (xa, p.baseline_mm - 0.5 * layout.row_mm), xb - xa, layout.row_mm,
+                facecolor=HIGHLIGHT_COLOR, alpha=0.18, edgecolor="none", zorder=1,
+                gid=f"highlight:{'rhythm' if p.is_rhythm_strip else p.lead}",
+            ))
+    if title:
+        ax.text(MARGIN_LEFT_MM, layout.height_mm - 0.6 * MARGIN_TOP_MM, title, fontsize=8, va="center", zorder=4)
+    return fig
+
+
+def plot_prototype_pair(
+    test_signal: np.ndarray,
+    proto_signal: np.ndarray | None,
+    fs: float,
+    *,
+    test_highlight: tuple[int, int] | None = None,
+    proto_highlight: tuple[int, int] | None = None,
+    highlight_leads: Sequence[str] | None = None,
+    test_title: str = "",
+    proto_title: str = "",
+    title: str = "",
+    row_mm: float = DEFAULT_ROW_MM,
+) -> Figure:
+    """Test ECG (left) beside the prototype's source training ECG (right).
+
+    Both (12, T) mV at ``fs`` Hz; each gets its matching window highlighted. When
+    ``proto_signal`` is None (source ECG unavailable) the right sheet shows only the
+    prototype window on an empty grid, and ``proto_title`` should say why.
+    """
+    title_mm = 8.0 if title else 0.0
+    fig, (ax_test, ax_proto) = new_paper_figure(2, row_mm, title_mm=title_mm)
+    plot_12lead(test_signal, fs, highlight=test_highlight, highlight_leads=highlight_leads, title=test_title, ax=ax_test, row_mm=row_mm)
+    shown = proto_signal if proto_signal is not None else np.zeros((len(LEADS), 1), np.float32)
+    plot_12lead(shown, fs, highlight=proto_highlight, highlight_leads=highlight_leads, title=proto_title,
+                ax=ax_proto, row_mm=row_mm, show_trace=proto_signal is not None)
+    if title:
+        h_in = fig.get_figheight()
+        fig.suptitle(title, fontsize=9, y=1.0 - 0.5 * (title_mm / 25.4) / h_in, va="center")
+    return fig
+
+
+def figure_png_bytes(fig: Figure, dpi: int = 100) -> bytes:
+    """PNG encoding of ``fig`` (Agg)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> bytes:
+    """Write ``fig`` as PNG atomically (temp file + ``os.replace``); returns the bytes."""
+    data = figure_png_bytes(fig, dpi)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return data

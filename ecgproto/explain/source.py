@@ -1,0 +1,112 @@
+"""Read records the way a checkpoint expects, and prototypes' source training ECGs by ecg_id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ecgproto.data.preprocess import highpass
+from ecgproto.data.wfdb_io import RecordResult, read_record
+
+DATABASE = "ptbxl_database.csv"
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What the checkpoint's model expects: rate, length, high-pass (from the checkpoint meta)."""
+
+    fs: int
+    n_samples: int
+    cutoff_hz: float
+    order: int
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> Preprocessing:
+        hp = meta.get("highpass") or {}
+        return cls(int(meta["sampling_rate"]), int(meta["n_samples"]), float(hp.get("cutoff_hz", 0.0)), int(hp.get("order", 1)))
+
+    def read(self, path: str | Path) -> RecordResult:
+        """Read any WFDB record at this rate/length and high-pass it; the signal is (12, T) float32 mV."""
+        res = read_record(path, self.fs, self.n_samples)
+        if res.signal is not None:
+            res = RecordResult(res.record, highpass(res.signal, self.fs, self.cutoff_hz, self.order), res.status, res.message, res.fs_in)
+        return res
+
+
+def _ptbxl_root(path: Path) -> Path | None:
+    """``path`` if it holds ptbxl_database.csv, or its ``ptbxl/`` sub-folder (synthetic archive layout)."""
+    for cand in (path, path / "ptbxl"):
+        if (cand / DATABASE).is_file():
+            return cand
+    return None
+
+
+@dataclass
+class SourceArchive:
+    """Training archive (PTB-XL layout) holding the prototypes' source ECGs.
+
+    ``root`` None means unavailable; ``reason`` then says why (shown on the pages).
+    """
+
+    root: Path | None
+    prep: Preprocessing
+    reason: str = ""
+    _db: pd.DataFrame | None = field(default=None, repr=False)
+    _cache: dict[int, tuple[np.ndarray | None, str]] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def resolve(cls, meta: dict[str, Any], override: str | Path | None = None) -> SourceArchive:
+        """The folder given by the user (``--source-data``) or the one stored in the checkpoint config."""
+        prep = Preprocessing.from_meta(meta)
+        if override is not None:
+            root = _ptbxl_root(Path(override).expanduser())
+            if root is None:
+                raise FileNotFoundError(
+                    f"--source-data {override}: no {DATABASE} there (nor in its ptbxl/ sub-folder); "
+                    "pass the PTB-XL folder the checkpoint was trained on"
+                )
+            return cls(root.resolve(), prep)
+        stored = str(((meta.get("config") or {}).get("data") or {}).get("root") or "")
+        if not stored:
+            return cls(None, prep, "the checkpoint does not record its training archive; pass --source-data PTBXL_FOLDER")
+        root = _ptbxl_root(Path(stored).expanduser())
+        if root is None:
+            return cls(None, prep, f"the training archive stored in the checkpoint ({stored}) is not available here; "
+                                   "pass --source-data PTBXL_FOLDER")
+        return cls(root.resolve(), prep)
+
+    @property
+    def available(self) -> bool:
+        return self.root is not None
+
+    def _database(self) -> pd.DataFrame:
+        if self._db is None:
+            assert self.root is not None
+            self._db = pd.read_csv(self.root / DATABASE, usecols=["ecg_id", "filename_lr", "filename_hr"]).set_index("ecg_id")
+        return self._db
+
+    def signal(self, ecg_id: int) -> tuple[np.ndarray | None, str]:
+        """(signal (12, T) float32 mV preprocessed like the model input, or None; message when None)."""
+        ecg_id = int(ecg_id)
+        if ecg_id in self._cache:
+            return self._cache[ecg_id]
+        if self.root is None:
+            out: tuple[np.ndarray | None, str] = (None, self.reason)
+        elif ecg_id not in self._database().index:
+            out = (None, f"ecg_id {ecg_id} is not in {self.root / DATABASE}; is this the archive the checkpoint was trained on?")
+        else:
+            row = self._database().loc[ecg_id]
+            names = ["filename_lr", "filename_hr"] if self.prep.fs <= 100 else ["filename_hr", "filename_lr"]
+            files = [str(row[n]) for n in names if isinstance(row[n], str) and row[n]]
+            existing = [f for f in files if (self.root / f).with_suffix(".hea").is_file()] or files
+            if not existing:
+                out = (None, f"ecg_id {ecg_id} has no filename in {self.root / DATABASE}")
+            else:
+                res = self.prep.read(self.root / existing[0])
+                out = (res.signal, "") if res.status == "ok" else (None, f"source ECG {ecg_id}: {res.status}: {res.message}")
+        self._cache[ecg_id] = out
+        return out

@@ -1,0 +1,70 @@
+"""Overlap of highlighted windows with the generator's finding locations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ecgproto.explain.localisation import chance_hit_rate, interval_overlap, localisation_hits, read_findings
+
+
+def test_interval_overlap_lengths():
+    got = interval_overlap(np.array([0.0, 0.0, 2.0, 5.0]), np.array([1.0, 3.0, 4.0, 6.0]),
+                           np.array([0.5, 3.0, 1.0, 0.0]), np.array([2.0, 4.0, 5.0, 5.0]))
+    # partial, touching (half-open: no overlap), contained, adjacent
+    assert np.allclose(got, [0.5, 0.0, 2.0, 0.0])
+
+
+def test_chance_rate_of_random_window():
+    # window 1 s, record 10 s, finding [4, 5): starts in (3, 5) hit → 2 / 9 of the start range
+    assert chance_hit_rate(1.0, [4.0], [5.0], 10.0, n_grid=90001) == pytest.approx(2 / 9, abs=1e-3)
+    assert chance_hit_rate(10.0, [4.0], [5.0], 10.0) == 1.0
+
+
+def _findings(tmp_path):
+    path = tmp_path / "findings.csv"
+    pd.DataFrame({
+        "ecg_id": [1, 1, 2, 3, 4],
+        "code": ["PVC", "PVC", "IMI", "PVC", "LVH"],
+        "leads": ["II;V1", "II;V1", "II;III;aVF", "", "V5;V6"],
+        "start_s": [2.0, 6.0, 0.0, 1.0, 0.0],
+        "end_s": [2.5, 6.5, 10.0, 1.4, 10.0],
+    }).to_csv(path, index=False)
+    return read_findings(path)
+
+
+def test_localisation_hits_counts_localised_findings_only(tmp_path):
+    findings = _findings(tmp_path)
+    assert findings.loc[0, "leads"] == ("II", "V1") and findings.loc[3, "leads"] == ()
+    fs = 100
+    windows = pd.DataFrame({
+        "ecg_id": [1, 2, 3, 5],
+        "label": ["PVC", "IMI", "PVC", "PVC"],
+        "window_start": [600, 100, 500, 0],  # record 1: hits the second PVC; record 3: misses
+        "window_end": [700, 200, 600, 100],
+    })
+    res = localisation_hits(windows, findings, fs, 10.0)
+    # IMI spans the whole record (not localised), ecg 5 has no finding → 2 cases
+    assert res.n_cases == 2
+    cases = res.cases.set_index("ecg_id")
+    assert bool(cases.loc[1, "hit"]) and not bool(cases.loc[3, "hit"])
+    assert cases.loc[1, "n_findings"] == 2
+    assert res.hit_rate == pytest.approx(0.5)
+    assert 0.0 < res.chance_rate < 0.5
+
+
+def test_require_lead(tmp_path):
+    findings = _findings(tmp_path)
+    windows = pd.DataFrame({"ecg_id": [1], "label": ["PVC"], "window_start": [200], "window_end": [250], "leads": [("V6",)]})
+    assert localisation_hits(windows, findings, 100, 10.0).hit_rate == 1.0
+    assert localisation_hits(windows, findings, 100, 10.0, require_lead=True).hit_rate == 0.0
+
+
+def test_read_findings_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="findings"):
+        read_findings(tmp_path / "nope.csv")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("ecg_id,code\n1,PVC\n")
+    with pytest.raises(ValueError, match="missing columns"):
+        read_findings(bad)
