@@ -151,7 +151,7 @@ def load_ptbxl(root: str | Path, min_likelihood: float | None = None) -> PtbxlIn
     meta["scp_codes"] = [_parse_codes(t, e, db_path) for t, e in zip(meta["scp_codes"], meta["ecg_id"])]
     for col in QUALITY_COLUMNS:
         if col in meta.columns:
-            meta[col] = meta[col].fillna("").astype(str).str.strip()
+            meta[col] = meta[col].astype("string").fillna("").astype(str).str.strip()
     labels = labels_from_codes(list(meta["scp_codes"]), min_likelihood, where=str(db_path))
     meta = meta.set_index("ecg_id", drop=True)
     return PtbxlIndex(root=root, meta=meta, labels=labels)

@@ -40,10 +40,13 @@ import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 import wfdb
 from scipy.signal import resample_poly
+
+from ecgproto.data.wfdb_fast import FastHeader, invalid_value, parse_header_text, read_digital
 
 LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 STATUSES: tuple[str, ...] = (
@@ -56,6 +59,7 @@ SUSTAIN_S = 0.1
 LENGTH_TOLERANCE = 0.01
 _SIGNAL_SUFFIXES = (".hea", ".dat", ".mat")
 _CANONICAL = {name.lower(): name for name in LEADS}
+_UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3}
 # Digital value that marks a missing/invalid sample in each WFDB signal format (WFDB spec).
 _INVALID_SAMPLE = {
     "80": -(2**7), "508": -(2**7), "310": -(2**9), "311": -(2**9), "212": -(2**11), "16": -(2**15),
@@ -113,16 +117,23 @@ class _RecordProblem(Exception):
         self.message = message
 
 
-def _parse_header(stem: str) -> tuple[wfdb.Record | wfdb.MultiRecord, HeaderInfo]:
-    if not Path(stem + ".hea").is_file():
-        raise _RecordProblem("missing_file", f"header file {stem}.hea does not exist")
-    try:
-        header = wfdb.rdheader(stem)
-    except Exception as exc:  # wfdb raises many types for malformed text
-        raise _RecordProblem("unreadable_header", f"cannot parse header {stem}.hea ({type(exc).__name__}: {exc})") from exc
+Header = Union[FastHeader, wfdb.Record, wfdb.MultiRecord]
+
+
+def _parse_header(stem: str) -> tuple[Header, HeaderInfo]:
+    """Fast parser for the common layout, wfdb for everything else; raises _RecordProblem."""
+    hea = Path(stem + ".hea")
+    if not hea.is_file():
+        raise _RecordProblem("missing_file", f"header file {hea} does not exist")
+    header: Header | None = parse_header_text(hea.read_bytes().decode("latin-1"))
+    if header is None:
+        try:
+            header = wfdb.rdheader(stem)
+        except Exception as exc:  # wfdb raises many types for malformed text
+            raise _RecordProblem("unreadable_header", f"cannot parse header {hea} ({type(exc).__name__}: {exc})") from exc
     fs = header.fs
     if fs is None or not np.isfinite(fs) or fs <= 0:
-        raise _RecordProblem("unreadable_header", f"header {stem}.hea has no positive sampling frequency")
+        raise _RecordProblem("unreadable_header", f"header {hea} has no positive sampling frequency")
     names = tuple(str(n) for n in (header.sig_name or ()))
     lead_index: dict[str, int] = {}
     for col, name in enumerate(names):
@@ -131,7 +142,7 @@ def _parse_header(stem: str) -> tuple[wfdb.Record | wfdb.MultiRecord, HeaderInfo
             continue
         if lead in lead_index:
             raise _RecordProblem("unreadable_header",
-                                 f"header {stem}.hea lists lead {lead} twice (signals {lead_index[lead]} and {col})")
+                                 f"header {hea} lists lead {lead} twice (signals {lead_index[lead]} and {col})")
         lead_index[lead] = col
     info = HeaderInfo(record=stem, fs=float(fs), sig_len=header.sig_len, sig_name=names,
                       lead_index=lead_index, comments=tuple(header.comments or ()))
@@ -164,28 +175,29 @@ def resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
     return resample_poly(x, ratio.numerator, ratio.denominator, axis=-1)
 
 
-def _physical(record: wfdb.Record, cols: list[int]) -> np.ndarray:
-    """Digital → mV for the selected columns; WFDB invalid-sample values become NaN. (12, T) float64."""
-    digital = record.d_signal[:, cols].T.astype(np.float64)
-    gain = np.asarray(record.adc_gain, dtype=np.float64)[cols][:, None]
-    baseline = np.asarray(record.baseline, dtype=np.float64)[cols][:, None]
-    invalid = _invalid_values(record.fmt)
-    if invalid is not None:
-        digital[digital == np.asarray([invalid[i] for i in cols], dtype=np.float64)[:, None]] = np.nan
-    gain = np.where(gain == 0, 200.0, gain)  # WFDB: gain 0 means the default 200 adu/mV
-    return (digital - baseline) / gain
+def _unit_scale(unit: str | None) -> float:
+    """Factor to mV for a WFDB unit string (unknown units are taken as mV)."""
+    return _UNIT_TO_MV.get(str(unit or "mV").strip().lower(), 1.0)
 
 
-def _invalid_values(fmts: list[str] | None) -> list[float | None] | None:
-    if not fmts:
-        return None
-    return [_INVALID_SAMPLE.get(str(f)) for f in fmts]
+def _physical(digital: np.ndarray, gain: list | np.ndarray, baseline: list | np.ndarray, invalid: list,
+              units: list | tuple, cols: list[int]) -> np.ndarray:
+    """Digital (T, n_sig) → mV (12, T) float64 for ``cols``; WFDB invalid-sample values become NaN."""
+    x = digital[:, cols].T.astype(np.float64)
+    gain = np.asarray(gain, dtype=np.float64)[cols][:, None]
+    gain = np.where(gain == 0, 200.0, gain)  # WFDB: gain 0 means the default 200 adu per unit
+    baseline = np.asarray(baseline, dtype=np.float64)[cols][:, None]
+    bad = np.asarray([np.nan if invalid[c] is None else invalid[c] for c in cols], dtype=np.float64)[:, None]
+    scale = np.asarray([_unit_scale(units[c]) for c in cols])[:, None]
+    x = (x - baseline) / gain * scale
+    x[digital[:, cols].T == bad] = np.nan
+    return x
 
 
-def _checksum_error(record: wfdb.Record, header_checksum: list | None, names: tuple[str, ...]) -> str | None:
+def _checksum_error(digital: np.ndarray, header_checksum, names: tuple[str, ...]) -> str | None:
     if not header_checksum or any(c is None for c in header_checksum):
         return None
-    sums = np.mod(record.d_signal.sum(axis=0, dtype=np.int64), 65536)
+    sums = np.mod(digital.sum(axis=0, dtype=np.int64), 65536)
     expected = np.mod(np.asarray(header_checksum, dtype=np.int64), 65536)
     bad = [names[i] for i in range(len(expected)) if sums[i] != expected[i]]
     if bad:
@@ -194,34 +206,50 @@ def _checksum_error(record: wfdb.Record, header_checksum: list | None, names: tu
     return None
 
 
-def _read_signal(stem: str, header: wfdb.Record | wfdb.MultiRecord, info: HeaderInfo) -> np.ndarray:
+def _read_signal(stem: str, header: Header, info: HeaderInfo) -> np.ndarray:
     """Signal (12, T) in mV (float64, NaN where invalid); raises _RecordProblem."""
     cols = [info.lead_index[lead] for lead in LEADS]
+    folder = Path(stem).parent
+    if isinstance(header, FastHeader):
+        if not (folder / header.file_name).is_file():
+            raise _RecordProblem("missing_file", f"signal file {folder / header.file_name} named in the header does not exist")
+        try:
+            digital = read_digital(folder, header)
+        except (EOFError, OSError, ValueError) as exc:
+            raise _RecordProblem("unreadable_signal", str(exc)) from exc
+        problem = _checksum_error(digital, header.checksum, info.sig_name)
+        if problem:
+            raise _RecordProblem("checksum_mismatch", problem)
+        invalid = [invalid_value(header.fmt)] * len(info.sig_name)
+        return _physical(digital, header.adc_gain, header.baseline, invalid, header.units, cols)
     if isinstance(header, wfdb.MultiRecord):
         try:
             record = wfdb.rdrecord(stem, physical=True, m2s=True)
         except Exception as exc:
             raise _RecordProblem("unreadable_signal",
                                  f"cannot read the multi-segment signal ({type(exc).__name__}: {exc})") from exc
-        return record.p_signal[:, cols].T.astype(np.float64)
+        scale = np.asarray([_unit_scale(u) for u in record.units])[:, None]
+        return record.p_signal.T[cols].astype(np.float64) * scale[cols]
     files = sorted(set(header.file_name or ()))
     for name in files:
-        if not (Path(stem).parent / name).is_file():
-            raise _RecordProblem("missing_file", f"signal file {Path(stem).parent / name} named in the header does not exist")
+        if not (folder / name).is_file():
+            raise _RecordProblem("missing_file", f"signal file {folder / name} named in the header does not exist")
     try:
         record = wfdb.rdrecord(stem, physical=False)
     except Exception as exc:
         raise _RecordProblem("unreadable_signal", (f"cannot decode signal file(s) {', '.join(files)} "
                                                    f"({type(exc).__name__}: {exc}); the file may be truncated or corrupted")) from exc
-    if record.d_signal is None or record.d_signal.ndim != 2 or record.d_signal.shape[0] == 0:
+    digital = record.d_signal
+    if digital is None or digital.ndim != 2 or digital.shape[0] == 0:
         raise _RecordProblem("unreadable_signal", f"signal file(s) {', '.join(files)} hold no samples")
-    if header.sig_len and record.d_signal.shape[0] < header.sig_len:
-        raise _RecordProblem("unreadable_signal", (f"signal file holds {record.d_signal.shape[0]} samples, "
+    if header.sig_len and digital.shape[0] < header.sig_len:
+        raise _RecordProblem("unreadable_signal", (f"signal file holds {digital.shape[0]} samples, "
                                                    f"header declares {header.sig_len}; the file is truncated"))
-    problem = _checksum_error(record, header.checksum, info.sig_name)
+    problem = _checksum_error(digital, header.checksum, info.sig_name)
     if problem:
         raise _RecordProblem("checksum_mismatch", problem)
-    return _physical(record, cols)
+    invalid = [_INVALID_SAMPLE.get(str(f)) for f in record.fmt]
+    return _physical(digital, record.adc_gain, record.baseline, invalid, record.units, cols)
 
 
 def read_record(path: str | Path, fs: int, n_samples: int) -> RecordResult:

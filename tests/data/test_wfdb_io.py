@@ -15,9 +15,15 @@ from ecgproto.data.wfdb_io import LEADS, STATUSES, canonical_lead, read_header_i
 REC = "records100/00000/00001_lr"
 
 
-@pytest.fixture()
-def record_copy(ptbxl_sample: Path, tmp_path: Path) -> Path:
-    """A fresh copy of PTB-XL record 1 (100 Hz, 10 s, format 16) in tmp_path; returns the stem."""
+@pytest.fixture(params=["fast", "wfdb"])
+def record_copy(request, ptbxl_sample: Path, tmp_path: Path, monkeypatch) -> Path:
+    """A fresh copy of PTB-XL record 1 (100 Hz, 10 s, format 16) in tmp_path; returns the stem.
+
+    Every test using it runs twice: through the fast numpy reader and through the general
+    wfdb-python reader (the fast header parser disabled).
+    """
+    if request.param == "wfdb":
+        monkeypatch.setattr("ecgproto.data.wfdb_io.parse_header_text", lambda text: None)
     for ext in (".hea", ".dat"):
         shutil.copy(ptbxl_sample / (REC + ext), tmp_path / ("00001_lr" + ext))
     return tmp_path / "00001_lr"
@@ -204,3 +210,21 @@ def test_batch_of_bad_records_never_raises(record_copy: Path, tmp_path: Path) ->
     paths = [record_copy, tmp_path / "missing", tmp_path]
     results = [read_record(p, 100, 1000) for p in paths]
     assert all(r.status != "ok" and r.message for r in results)
+
+
+def test_format_212_record_uses_general_reader(record_copy: Path) -> None:
+    good = read_record(record_copy, 100, 1000).signal
+    _rewrite(record_copy, good.T.astype(np.float64), fmt="212")
+    result = read_record(record_copy, 100, 1000)
+    assert result.status == "ok", result.message
+    np.testing.assert_allclose(result.signal, good, atol=1e-3)
+
+
+def test_microvolt_units_converted_to_mv(record_copy: Path) -> None:
+    good = read_record(record_copy, 100, 1000).signal
+    names = [canonical_lead(n) for n in wfdb.rdheader(str(record_copy)).sig_name]
+    wfdb.wrsamp(record_copy.name, fs=100, units=["uV"] * 12, sig_name=names, p_signal=good.T.astype(np.float64) * 1000,
+                fmt=["32"] * 12, adc_gain=[1.0] * 12, baseline=[0] * 12, write_dir=str(record_copy.parent))
+    result = read_record(record_copy, 100, 1000)
+    assert result.status == "ok", result.message
+    np.testing.assert_allclose(result.signal, good, atol=1e-3)
