@@ -1,1 +1,16 @@
-"""ecgproto.model."""
+"""ecgproto.model: prototype branches, fusion head, losses and batched inference."""
+
+from ecgproto.model.branch import BranchOutput, PrototypeBranch
+from ecgproto.model.config import BranchConfig, FusionConfig, LossConfig, ModelConfig
+from ecgproto.model.network import ModelOutput, ProtoECGNet
+
+__all__ = [
+    "BranchConfig",
+    "BranchOutput",
+    "FusionConfig",
+    "LossConfig",
+    "ModelConfig",
+    "ModelOutput",
+    "PrototypeBranch",
+    "ProtoECGNet",
+]

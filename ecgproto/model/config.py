@@ -1,58 +1,176 @@
-"""Configuration of the three prototype branches, the fusion head and the losses."""
+"""Configuration of the three prototype branches, the fusion head and the losses.
+
+Branch fields left unset (``None``) take the defaults of the branch's group (see
+``GROUP_DEFAULTS``), so ``--set model.branches.morphology.base_width=8`` changes only
+that field; the resolved config always holds concrete values.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
+
+BRANCH_GROUPS: tuple[str, ...] = ("rhythm", "morphology", "global")
+BACKBONES: tuple[str, ...] = ("resnet1d18", "resnet1d34", "resnet18_2d", "resnet34_2d")
+
+_COMMON_DEFAULTS: dict[str, Any] = {
+    "base_width": 64,
+    "proto_lead_len": 1,
+    "proto_dim": 0,
+    "pooling": "max",
+    "lead_aware": False,
+    "add_on_activation": "sigmoid",
+    "last_layer_negative": -0.5,
+}
+
+#: Reference-scale defaults per group (protoecgnet_reference.md §2, §3, §13).
+GROUP_DEFAULTS: dict[str, dict[str, Any]] = {
+    "rhythm": {
+        **_COMMON_DEFAULTS,
+        "kind": "1d",
+        "backbone": "resnet1d18",
+        "prototypes_per_class": 5,
+        "proto_time_len": 0,
+        "similarity_scale": 1.0,
+        "dropout": 0.0,
+    },
+    "morphology": {
+        **_COMMON_DEFAULTS,
+        "kind": "2d",
+        "backbone": "resnet18_2d",
+        "prototypes_per_class": 18,
+        "proto_time_len": 3,
+        "similarity_scale": 13.0,
+        "dropout": 0.35,
+    },
+    "global": {
+        **_COMMON_DEFAULTS,
+        "kind": "2d",
+        "backbone": "resnet18_2d",
+        "prototypes_per_class": 7,
+        "proto_time_len": 0,
+        "similarity_scale": 4.0,
+        "dropout": 0.35,
+    },
+}
 
 
 @dataclass(frozen=True)
 class BranchConfig:
-    """One prototype branch: backbone → add-on → prototypes → last layer."""
+    """One prototype branch: backbone → add-on → prototypes → last layer.
 
-    group: Literal["rhythm", "morphology", "global"] = "rhythm"
-    kind: Literal["1d", "2d"] = "1d"
-    backbone: str = "resnet1d18"
-    base_width: int = 64  # channels of the first stage (reference: 64 → latent 512)
-    prototypes_per_class: int = 5
-    proto_time_len: int = 0  # latent time steps per prototype; 0 = whole latent axis (global)
-    pooling: Literal["max", "mean"] = "max"
-    lead_aware: bool = False
-    add_on_activation: Literal["sigmoid", "relu", "none"] = "sigmoid"
-    dropout: float = 0.0
+    kind: "1d" = latent globally average-pooled (one global prototype vector per
+    prototype); "2d" = latent keeps its time axis (and lead axis if ``lead_aware``).
+    proto_time_len: latent time steps per prototype; 0 = the whole latent axis (global).
+    proto_lead_len: leads per prototype window when ``lead_aware``; 0 = all 12 leads.
+    proto_dim: channels of the add-on output; 0 = the backbone's channel count (reference).
+    similarity_scale: factor on the cosine (reference: 1 for 1D, 13 for T=3, 4 for T=32).
+    last_layer_negative: initial prototype→other-class weight (own class gets +1).
+    """
+
+    kind: Literal["1d", "2d"] | None = None
+    backbone: Literal["resnet1d18", "resnet1d34", "resnet18_2d", "resnet34_2d"] | None = None
+    base_width: int | None = None
+    prototypes_per_class: int | None = None
+    proto_time_len: int | None = None
+    proto_lead_len: int | None = None
+    proto_dim: int | None = None
+    pooling: Literal["max", "mean"] | None = None
+    lead_aware: bool | None = None
+    add_on_activation: Literal["sigmoid", "relu", "none"] | None = None
+    similarity_scale: float | None = None
+    last_layer_negative: float | None = None
+    dropout: float | None = None
+
+    def resolved(self, group: str) -> BranchConfig:
+        """Copy with every unset field filled from ``GROUP_DEFAULTS[group]``, validated."""
+        if group not in GROUP_DEFAULTS:
+            raise ValueError(f"unknown branch group {group!r}; expected one of {list(BRANCH_GROUPS)}")
+        values = {
+            f.name: GROUP_DEFAULTS[group][f.name] if getattr(self, f.name) is None else getattr(self, f.name)
+            for f in dataclasses.fields(self)
+        }
+        out = BranchConfig(**values)
+        out._validate(group)
+        return out
+
+    def _validate(self, group: str) -> None:
+        where = f"model.branches.{group}"
+        if self.base_width < 1:
+            raise ValueError(f"{where}.base_width must be >= 1, got {self.base_width}")
+        if self.prototypes_per_class < 1:
+            raise ValueError(f"{where}.prototypes_per_class must be >= 1, got {self.prototypes_per_class}")
+        if self.proto_time_len < 0 or self.proto_lead_len < 0 or self.proto_dim < 0:
+            raise ValueError(f"{where}: proto_time_len, proto_lead_len and proto_dim must be >= 0")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"{where}.dropout must be in [0, 1), got {self.dropout}")
+        if self.similarity_scale <= 0:
+            raise ValueError(f"{where}.similarity_scale must be > 0, got {self.similarity_scale}")
+        if self.kind == "1d":
+            if not self.backbone.startswith("resnet1d"):
+                raise ValueError(f"{where}: kind '1d' needs a resnet1d* backbone, got {self.backbone!r}")
+            if self.lead_aware or self.proto_time_len not in (0, 1):
+                raise ValueError(
+                    f"{where}: kind '1d' pools the latent globally; set lead_aware: false and proto_time_len: 0"
+                )
+        elif not self.backbone.endswith("_2d"):
+            raise ValueError(f"{where}: kind '2d' needs a resnet*_2d backbone, got {self.backbone!r}")
+
+
+def _default_branches() -> dict[str, BranchConfig]:
+    return {g: BranchConfig() for g in BRANCH_GROUPS}
 
 
 @dataclass(frozen=True)
 class FusionConfig:
-    """Fusion of the concatenated branch similarities into the 71 logits."""
+    """Fusion of the concatenated branch similarities into the 71 logits.
+
+    head: "masked_nonneg" (each label's logit = bias + Σ_j w_cj·s̃_j with w_cj ≥ 0 over the
+    prototypes allowed by ``mask``) or "linear" (dense, signed; the reference head).
+    mask (masked_nonneg only): "own_class" = the label's own prototypes in its branch;
+    "own_class_and_other_branches" = those plus every prototype of the two other branches;
+    "all" = every prototype.
+    normalize: standardise each branch's similarities with one mean/std per branch
+    (fitted on training similarities) before the head.
+    """
 
     head: Literal["masked_nonneg", "linear"] = "masked_nonneg"
-    normalize: bool = True  # per-branch standardisation of similarities
+    mask: Literal["own_class", "own_class_and_other_branches", "all"] = "own_class"
+    normalize: bool = True
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Weights of each loss term (0 switches a term off)."""
+    """Weights of each loss term (0 switches a term off) and their options."""
 
     pos_weight_cap: float = 100.0
     clustering: float = 0.004
     separation: float = 0.0004
     diversity: float = 250.0
+    diversity_scope: Literal["class", "all"] = "class"
     contrastive: float = 300.0
     l1_last_layer: float = 1e-4
     l1_fusion: float = 1e-4
 
-
-def _default_branches() -> dict[str, BranchConfig]:
-    return {
-        "rhythm": BranchConfig("rhythm", "1d", "resnet1d18", 64, 5, 0),
-        "morphology": BranchConfig("morphology", "2d", "resnet18_2d", 64, 18, 3, dropout=0.35),
-        "global": BranchConfig("global", "2d", "resnet18_2d", 64, 7, 0, dropout=0.35),
-    }
+    def __post_init__(self) -> None:
+        for name in ("pos_weight_cap", "clustering", "separation", "diversity", "contrastive",
+                     "l1_last_layer", "l1_fusion"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"model.loss.{name} must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """Three branches (keys rhythm, morphology, global), the fusion head and the losses."""
+
     branches: dict[str, BranchConfig] = field(default_factory=_default_branches)
     fusion: FusionConfig = field(default_factory=FusionConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.branches) - set(BRANCH_GROUPS))
+        if unknown:
+            raise ValueError(f"unknown branch(es) {unknown} in model.branches; allowed: {list(BRANCH_GROUPS)}")
+        resolved = {g: self.branches.get(g, BranchConfig()).resolved(g) for g in BRANCH_GROUPS}
+        object.__setattr__(self, "branches", resolved)

@@ -5,14 +5,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+StageName = Literal["warmup", "joint", "projection", "last_layer"]
+
 
 @dataclass(frozen=True)
 class StageConfig:
-    """One training stage of a branch."""
+    """One training stage of a branch.
 
-    name: Literal["warmup", "joint", "projection", "last_layer", "fusion"] = "joint"
+    ``warmup``: backbone + add-on + a temporary linear head on pooled latents, no prototypes;
+    ``joint``: backbone + add-on + prototypes (last layer fixed); ``projection``: one pass, no
+    training (``epochs``/``lr`` ignored); ``last_layer``: only the last layer, L1 on off-class weights.
+    """
+
+    name: StageName = "joint"
     epochs: int = 10
     lr: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0:
+            raise ValueError(f"stage {self.name}: epochs must be >= 0, got {self.epochs}")
+        if self.name != "projection" and self.epochs > 0 and self.lr <= 0:
+            raise ValueError(f"stage {self.name}: lr must be > 0, got {self.lr}")
 
 
 def _default_stages() -> tuple[StageConfig, ...]:
@@ -25,12 +38,40 @@ def _default_stages() -> tuple[StageConfig, ...]:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """Staged branch training, then fusion on cached branch similarities.
+
+    ``stages`` apply to every branch unless ``branch_stages[<group>]`` gives that branch its own list.
+    Model selection and early stopping use the dataset-level macro AUROC on the full validation fold.
+    """
+
     stages: tuple[StageConfig, ...] = field(default_factory=_default_stages)
+    branch_stages: dict[str, tuple[StageConfig, ...]] = field(default_factory=dict)
     fusion_epochs: int = 200
     fusion_lr: float = 1e-4
+    fusion_batch_size: int = 256
     batch_size: int = 32
+    eval_batch_size: int = 256
     weight_decay: float = 1.7e-4
-    patience: int = 10
-    threads: int = 2
-    unique_projection: bool = False
+    patience: int = 10  # epochs without validation improvement before a stage stops
+    threads: int = 2  # torch intra-op threads per process
+    unique_projection: bool = False  # no two prototypes of a branch project onto the same ECG
     scheduler: Literal["cosine", "none"] = "cosine"
+    augment_scale: float = 0.0  # amplitude jitter ±fraction (0 = off)
+    augment_noise_mv: float = 0.0  # Gaussian noise SD in mV (0 = off)
+    augment_shift_samples: int = 0  # circular time shift up to ± samples (0 = off)
+    deterministic: bool = True  # torch.use_deterministic_algorithms on CPU
+
+    def __post_init__(self) -> None:
+        unknown = set(self.branch_stages) - {"rhythm", "morphology", "global"}
+        if unknown:
+            raise ValueError(f"branch_stages: unknown branch(es) {sorted(unknown)}")
+        for stages in (self.stages, *self.branch_stages.values()):
+            names = [s.name for s in stages]
+            if names.count("projection") > 1:
+                raise ValueError("a branch can have at most one projection stage")
+        if self.batch_size < 1 or self.eval_batch_size < 1 or self.fusion_batch_size < 1:
+            raise ValueError("batch sizes must be >= 1")
+
+    def stages_for(self, group: str) -> tuple[StageConfig, ...]:
+        """The stage list of branch ``group``."""
+        return self.branch_stages.get(group, self.stages)

@@ -1,0 +1,40 @@
+"""Thin adapters between the training code and the model: run one branch, switch modes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+
+def branch_forward(model: torch.nn.Module, group: str, x: torch.Tensor):
+    """``BranchOutput`` of branch ``group`` for raw (high-passed) signals ``x`` (B, 12, T) mV."""
+    return model.forward_branch(group, x)
+
+
+@contextmanager
+def eval_mode(module: torch.nn.Module) -> Iterator[None]:
+    """Temporarily put every submodule in eval mode, restoring each one's own flag afterwards."""
+    flags = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+class BranchRunner(torch.nn.Module):
+    """``model.forward_branch(group, ·)`` as a module that DistributedDataParallel can wrap.
+
+    Only parameters with ``requires_grad`` (the current stage's) are synchronised by DDP.
+    """
+
+    def __init__(self, model: torch.nn.Module, group: str) -> None:
+        super().__init__()
+        self.model = model
+        self.group = group
+
+    def forward(self, x: torch.Tensor):
+        return self.model.forward_branch(self.group, x)

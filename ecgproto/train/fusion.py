@@ -1,0 +1,144 @@
+"""Fusion training on cached branch similarity features.
+
+The (frozen, eval-mode) branches are run once over train/val/test to get the concatenated
+similarities (N, P_total); the fusion head is then trained on those cached features only,
+which takes seconds instead of re-running every backbone each epoch (reference §7).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ecgproto.evaluate.metrics import macro_auroc
+from ecgproto.evaluate.thresholds import tune_thresholds
+from ecgproto.progress import progress
+from ecgproto.train.branch_io import eval_mode
+from ecgproto.train.checkpoint import plain_state_dict
+from ecgproto.train.distributed import gather_rows, shard
+from ecgproto.train.losses_adapter import pos_weight_for
+
+if TYPE_CHECKING:
+    from ecgproto.train.loop import Trainer
+
+
+@torch.no_grad()
+def similarity_features(
+    model: torch.nn.Module, archive: Any, rows: np.ndarray, batch_size: int, desc: str = "features"
+) -> np.ndarray:
+    """Concatenated pooled branch similarities (N, P_total) float32 for archive ``rows``."""
+    outs = []
+    with eval_mode(model):
+        starts = range(0, len(rows), batch_size)
+        for s in progress(starts, desc=desc, total=len(starts), unit="batch"):
+            r = rows[s : s + batch_size]
+            x = torch.from_numpy(np.asarray(archive.signals[r], dtype=np.float32))
+            outs.append(model(x).similarities.float().numpy())
+    return np.concatenate(outs) if outs else np.zeros((0, model.n_prototypes), np.float32)
+
+
+def cached_features(trainer: Trainer) -> dict[str, np.ndarray]:
+    """Features of every split, computed once per process (sharded across ranks)."""
+    cache = getattr(trainer, "_fusion_features", None)
+    if cache is None:
+        cache = {}
+        for split in ("train", "val", "test"):
+            rows = shard(trainer.rows[split], trainer.dist)
+            local = similarity_features(trainer.model, trainer.archive, rows,
+                                        trainer.cfg.train.eval_batch_size, f"features {split}")
+            cache[split] = gather_rows(local, trainer.dist)
+        trainer._fusion_features = cache
+    return cache
+
+
+@torch.no_grad()
+def fusion_probs(model: torch.nn.Module, features: np.ndarray) -> np.ndarray:
+    """Sigmoid of the fusion head on cached features (N, P_total) → (N, 71)."""
+    with eval_mode(model):
+        return torch.sigmoid(model.fusion(torch.from_numpy(features))).numpy()
+
+
+def run_fusion(trainer: Trainer, budget: list[float]) -> bool:
+    """Train the fusion head (one phase of the run); returns False when the epoch budget ran out."""
+    cfg, tcfg, s, model = trainer.cfg, trainer.cfg.train, trainer.state, trainer.model
+    feats = cached_features(trainer)
+    y_train = torch.from_numpy(np.asarray(trainer.train_labels, dtype=np.float32))
+    x_train = torch.from_numpy(feats["train"])
+    if "normalization" not in s.fusion:
+        norm = model.fusion.fit_normalization(x_train) if cfg.model.fusion.normalize else None
+        s.fusion["normalization"] = norm
+    model.requires_grad_(False)
+    model.eval()
+    params = list(model.fusion.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    optimizer = torch.optim.Adam(params, lr=tcfg.fusion_lr, weight_decay=tcfg.weight_decay)
+    scheduler = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(tcfg.fusion_epochs, 1))
+        if tcfg.scheduler == "cosine" else None
+    )
+    if s.optimizer is not None:
+        optimizer.load_state_dict(s.optimizer)
+    if scheduler is not None and s.scheduler is not None:
+        scheduler.load_state_dict(s.scheduler)
+    pos_weight = pos_weight_for(trainer.train_labels, cfg.model.loss.pos_weight_cap)
+    n = len(x_train)
+    bs = tcfg.fusion_batch_size
+    seed = cfg.seed * 100 + s.phase
+    while s.epoch < tcfg.fusion_epochs:
+        if budget[0] <= 0:
+            _snapshot(s, optimizer, scheduler)
+            trainer.save_state()
+            return False
+        t0 = time.perf_counter()
+        model.fusion.train()
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + s.epoch))
+        total, n_batches = 0.0, 0
+        for start in range(0, n, bs):
+            idx = order[start : start + bs]
+            logits = model.fusion(x_train[idx])
+            bce = F.binary_cross_entropy_with_logits(logits, y_train[idx], pos_weight=pos_weight)
+            loss = bce + cfg.model.loss.l1_fusion * model.fusion.l1_penalty()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach())
+            n_batches += 1
+        lr = optimizer.param_groups[0]["lr"]
+        if scheduler is not None:
+            scheduler.step()
+        metric = macro_auroc(trainer.val_labels, fusion_probs(model, feats["val"]))
+        improved = metric > s.best_metric
+        if improved:
+            s.best_metric, s.best_epoch, s.bad_epochs = metric, s.epoch, 0
+            s.best_model = {k: v for k, v in plain_state_dict(model).items() if k.startswith("fusion.")}
+        else:
+            s.bad_epochs += 1
+        trainer._log({
+            "phase": "fusion", "branch": "fusion", "stage": "fusion", "epoch": s.epoch, "lr": lr,
+            "train_loss": total / max(n_batches, 1), "val_macro_auroc": metric, "best": improved,
+            "seconds": time.perf_counter() - t0,
+        })
+        s.epoch += 1
+        budget[0] -= 1
+        if s.bad_epochs >= tcfg.patience:
+            s.epoch = tcfg.fusion_epochs
+    if s.best_model is not None:
+        model.load_state_dict(s.best_model, strict=False)
+    model.requires_grad_(False)
+    model.eval()
+    val_probs = fusion_probs(model, feats["val"])
+    s.fusion["thresholds"] = tune_thresholds(trainer.val_labels, val_probs).tolist()
+    s.fusion["val_macro_auroc"] = macro_auroc(trainer.val_labels, val_probs)
+    s.fusion["best_epoch"] = s.best_epoch
+    return True
+
+
+def _snapshot(s: Any, optimizer: torch.optim.Optimizer, scheduler: Any) -> None:
+    s.optimizer = copy.deepcopy(optimizer.state_dict())
+    s.scheduler = scheduler.state_dict() if scheduler is not None else None

@@ -1,0 +1,299 @@
+"""The staged training run: per branch (warm-up) → joint → projection → last layer, then fusion.
+
+Every epoch ends with the dataset-level macro AUROC on the full validation fold; the best
+epoch of each stage is restored when the stage ends (early stopping after ``patience``
+epochs without improvement). After every epoch a resumable training state (phase, epoch,
+weights, optimizer and scheduler state, best weights, RNG state, log) is written atomically to
+``out_dir/train_state.pt``; ``resume=True`` continues from it and gives the same weights as an
+uninterrupted run. Under torchrun, branch stages run in DistributedDataParallel.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from ecgproto.config import Config
+from ecgproto.configuration import to_dict
+from ecgproto.data.dataset import ArchiveDataset, Augmentation, make_loader, set_loader_epoch, split_indices
+from ecgproto.data.labels import label_table
+from ecgproto.progress import progress
+from ecgproto.train import fusion as fusion_mod
+from ecgproto.train.branch_io import BranchRunner
+from ecgproto.train.checkpoint import atomic_torch_save, plain_state_dict
+from ecgproto.train.config import StageConfig
+from ecgproto.train.distributed import DistInfo, gather_rows, shard
+from ecgproto.train.losses_adapter import build_branch_criterion, pos_weight_for
+from ecgproto.train.projection import project_branch
+from ecgproto.train.stages import (
+    WarmupHead,
+    branch_auroc,
+    make_warmup_head,
+    predict_branch,
+    setup_stage,
+    stage_loss,
+)
+
+STATE_NAME = "train_state.pt"
+STATE_FORMAT = "ecgproto-train-state"
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One step of the run: a stage of one branch, or the fusion head."""
+
+    group: str | None  # None for fusion
+    stage: StageConfig | None
+
+    @property
+    def name(self) -> str:
+        return "fusion" if self.group is None else f"{self.group}/{self.stage.name}"
+
+
+def plan_phases(cfg: Config) -> list[Phase]:
+    """Branch stages in branch order (stages with 0 epochs skipped, projection kept), then fusion."""
+    phases = []
+    for group in cfg.model.branches:
+        for stage in cfg.train.stages_for(group):
+            if stage.name == "projection" or stage.epochs > 0:
+                phases.append(Phase(group, stage))
+    phases.append(Phase(None, None))
+    return phases
+
+
+@dataclass
+class RunState:
+    """Everything needed to continue a run after the last completed epoch."""
+
+    phase: int = 0
+    epoch: int = 0
+    best_metric: float = -np.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    best_model: dict[str, torch.Tensor] | None = None
+    best_head: dict[str, torch.Tensor] | None = None
+    optimizer: dict[str, Any] | None = None
+    scheduler: dict[str, Any] | None = None
+    head: dict[str, torch.Tensor] | None = None
+    log: list[dict[str, Any]] = field(default_factory=list)
+    provenance: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    projection: dict[str, Any] = field(default_factory=dict)
+    fusion: dict[str, Any] = field(default_factory=dict)
+
+
+class Trainer:
+    """Runs the phases of :func:`plan_phases` on ``model`` with data from ``archive``."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        archive: Any,
+        model: torch.nn.Module,
+        out_dir: str | Path,
+        dist_info: DistInfo | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.archive = archive
+        self.model = model
+        self.out_dir = Path(out_dir)
+        self.dist = dist_info or DistInfo()
+        self.phases = plan_phases(cfg)
+        self.state = RunState()
+        self.rows = {s: split_indices(archive, s) for s in ("train", "val", "test")}
+        self.train_labels = np.asarray(archive.labels[self.rows["train"]])
+        self.val_labels = np.asarray(archive.labels[self.rows["val"]])
+        self.n_samples = int(archive.signals.shape[-1])
+        tcfg = cfg.train
+        self.dataset = ArchiveDataset(
+            archive, "train",
+            Augmentation(tcfg.augment_scale, tcfg.augment_noise_mv, tcfg.augment_shift_samples),
+            seed=cfg.seed,
+        )
+
+    # ----------------------------------------------------------------- state
+    @property
+    def state_path(self) -> Path:
+        return self.out_dir / STATE_NAME
+
+    def save_state(self) -> None:
+        """Write the resumable state atomically (rank 0 only)."""
+        if not self.dist.is_main:
+            return
+        s = self.state
+        payload = {
+            "format": STATE_FORMAT,
+            "config_hash": self.cfg.hash,
+            "model": plain_state_dict(self.model),
+            **{k: getattr(s, k) for k in (
+                "phase", "epoch", "best_metric", "best_epoch", "bad_epochs", "best_model", "best_head",
+                "optimizer", "scheduler", "head", "log", "provenance", "projection", "fusion",
+            )},
+            "rng": torch.random.get_rng_state(),
+        }
+        atomic_torch_save(payload, self.state_path)
+
+    def load_state(self) -> None:
+        """Restore the state written by :meth:`save_state` (same config required)."""
+        path = self.state_path
+        if not path.is_file():
+            raise FileNotFoundError(f"--resume: no training state at {path}; start without --resume")
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if payload.get("format") != STATE_FORMAT:
+            raise ValueError(f"{path}: not an ecgproto training state")
+        if payload["config_hash"] != self.cfg.hash:
+            raise ValueError(
+                f"{path}: written with a different config (hash {payload['config_hash'][:12]} vs "
+                f"{self.cfg.hash[:12]}); resume with the same config or use a new --out"
+            )
+        self.model.load_state_dict(payload["model"])
+        for key in vars(self.state):
+            setattr(self.state, key, payload[key])
+        torch.random.set_rng_state(payload["rng"])
+
+    # ----------------------------------------------------------------- run
+    def run(self, max_epochs: int | None = None) -> bool:
+        """Run (or continue) all phases; returns True when finished.
+
+        ``max_epochs`` stops after that many epochs in this call (used to test resume).
+        """
+        budget = [max_epochs if max_epochs is not None else np.inf]
+        while self.state.phase < len(self.phases):
+            phase = self.phases[self.state.phase]
+            if phase.group is None:
+                done = self._run_fusion(budget)
+            elif phase.stage.name == "projection":
+                self._run_projection(phase)
+                done = True
+            else:
+                done = self._run_branch_stage(phase, budget)
+            if not done:
+                return False
+            self.state = RunState(
+                phase=self.state.phase + 1, log=self.state.log, provenance=self.state.provenance,
+                projection=self.state.projection, fusion=self.state.fusion,
+            )
+            self.save_state()
+        return True
+
+    def _log(self, row: dict[str, Any]) -> None:
+        self.state.log.append(row)
+
+    def _val_metric(self, group: str, head: WarmupHead | None) -> float:
+        rows = shard(self.rows["val"], self.dist)
+        probs = predict_branch(self.model, group, self.archive, rows, self.cfg.train.eval_batch_size, head)
+        probs = gather_rows(probs, self.dist)
+        return branch_auroc(self.val_labels, probs, group)
+
+    def _run_branch_stage(self, phase: Phase, budget: list[float]) -> bool:
+        group, stage, tcfg = phase.group, phase.stage, self.cfg.train
+        s = self.state
+        head = None
+        if stage.name == "warmup":
+            head = make_warmup_head(self.model, group, self.n_samples, self.cfg.seed + s.phase)
+            if s.head is not None:
+                head.load_state_dict(s.head)
+        setup = setup_stage(self.model, group, stage.name, head)
+        optimizer = torch.optim.Adam(setup.params, lr=stage.lr, weight_decay=tcfg.weight_decay)
+        scheduler = (
+            torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(stage.epochs, 1))
+            if tcfg.scheduler == "cosine" else None
+        )
+        if s.optimizer is not None:
+            optimizer.load_state_dict(s.optimizer)
+        if scheduler is not None and s.scheduler is not None:
+            scheduler.load_state_dict(s.scheduler)
+        cols = label_table().indices(group)
+        pos_weight = pos_weight_for(self.train_labels[:, cols], self.cfg.model.loss.pos_weight_cap)
+        criterion = build_branch_criterion(self.model, group, self.train_labels, self.cfg.model.loss)
+        runner: torch.nn.Module = BranchRunner(self.model, group)
+        if self.dist.enabled:
+            runner = DistributedDataParallel(runner, broadcast_buffers=True)
+        loader = make_loader(
+            self.dataset, tcfg.batch_size, shuffle=True, seed=self.cfg.seed * 100 + s.phase,
+            distributed=self.dist.enabled,
+        )
+        while s.epoch < stage.epochs:
+            if budget[0] <= 0:
+                return False
+            t0 = time.perf_counter()
+            set_loader_epoch(loader, s.epoch)
+            setup.train()
+            sums: dict[str, float] = {}
+            n_batches = 0
+            for x, y, _ in progress(loader, desc=f"{phase.name} {s.epoch + 1}/{stage.epochs}", unit="batch"):
+                yg = y[:, cols]
+                out = runner(x)
+                loss, terms = stage_loss(setup, self.model, out, yg, criterion, pos_weight,
+                                         self.cfg.model.loss.l1_last_layer)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                n_batches += 1
+                for k, v in {"loss": float(loss.detach()), **terms}.items():
+                    sums[k] = sums.get(k, 0.0) + v
+            lr = optimizer.param_groups[0]["lr"]
+            if scheduler is not None:
+                scheduler.step()
+            metric = self._val_metric(group, head)
+            improved = metric > s.best_metric
+            if improved:
+                s.best_metric, s.best_epoch, s.bad_epochs = metric, s.epoch, 0
+                s.best_model = plain_state_dict(self.model)
+                s.best_head = plain_state_dict(head) if head is not None else None
+            else:
+                s.bad_epochs += 1
+            self._log({
+                "phase": phase.name, "branch": group, "stage": stage.name, "epoch": s.epoch, "lr": lr,
+                **{f"train_{k}": v / max(n_batches, 1) for k, v in sums.items()},
+                "val_macro_auroc": metric, "best": improved, "seconds": time.perf_counter() - t0,
+            })
+            s.epoch += 1
+            budget[0] -= 1
+            stop = s.bad_epochs >= tcfg.patience
+            if stop:
+                s.epoch = stage.epochs
+            s.optimizer = copy.deepcopy(optimizer.state_dict())
+            s.scheduler = scheduler.state_dict() if scheduler is not None else None
+            s.head = plain_state_dict(head) if head is not None else None
+            if s.epoch < stage.epochs:
+                self.save_state()
+        if s.best_model is not None:
+            self.model.load_state_dict(s.best_model)
+        self.model.requires_grad_(False)
+        self.model.eval()
+        return True
+
+    def _run_projection(self, phase: Phase) -> None:
+        group = phase.group
+        t0 = time.perf_counter()
+        prov, missing, shared = project_branch(
+            self.model, group, self.archive, self.rows["train"],
+            batch_size=self.cfg.train.eval_batch_size, unique=self.cfg.train.unique_projection,
+        )
+        self.state.provenance[group] = prov
+        self.state.projection[group] = {
+            "unique_source_ecgs": len({p["ecg_id"] for p in prov if p["ecg_id"] is not None}),
+            "n_prototypes": len(prov),
+            "not_projected": missing,
+            "shared_fallback": shared,
+        }
+        metric = self._val_metric(group, None)
+        self._log({
+            "phase": phase.name, "branch": group, "stage": "projection", "epoch": 0,
+            "val_macro_auroc": metric, "best": False, "seconds": time.perf_counter() - t0,
+        })
+
+    def _run_fusion(self, budget: list[float]) -> bool:
+        return fusion_mod.run_fusion(self, budget)
+
+
+def config_plain(cfg: Config) -> dict[str, Any]:
+    """The resolved config as plain data (stored in checkpoints)."""
+    return to_dict(cfg)

@@ -1,0 +1,164 @@
+"""``train_model``: build the model, run every phase, write checkpoint, log and summary.
+
+Outputs in ``out_dir`` (rank 0 only): ``model.pt`` (checkpoint), ``train_log.csv`` (one row
+per epoch and phase), ``train_summary.json`` (validation and test-fold macro AUROC of the
+fused model and of each branch, timings, projection counts) and ``train_state.pt``
+(resumable training state).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ecgproto import __version__
+from ecgproto.config import Config
+from ecgproto.configuration import to_dict
+from ecgproto.data.labels import all_labels, label_table
+from ecgproto.evaluate.metrics import macro_auroc
+from ecgproto.train.checkpoint import finite_or_none, save_checkpoint
+from ecgproto.train.distributed import DistInfo, gather_rows, shard
+from ecgproto.train.fusion import cached_features, fusion_probs
+from ecgproto.train.loop import Trainer
+from ecgproto.train.losses_adapter import cooccurrence_for
+from ecgproto.train.stages import branch_auroc, predict_branch
+
+MODEL_NAME = "model.pt"
+LOG_NAME = "train_log.csv"
+SUMMARY_NAME = "train_summary.json"
+
+
+@dataclass
+class TrainOutcome:
+    """The trained model (eval mode) and the summary written to ``train_summary.json``."""
+
+    model: torch.nn.Module
+    summary: dict[str, Any]
+
+
+def configure_torch(cfg: Config) -> None:
+    """Threads, seeds and deterministic algorithms for a reproducible CPU run."""
+    torch.set_num_threads(max(1, cfg.train.threads))
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
+    if cfg.train.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def build_model(cfg: Config, archive: Any) -> torch.nn.Module:
+    """Seeded ``ProtoECGNet`` for the archive's rate/length, with train-split standardisation."""
+    from ecgproto.model import ProtoECGNet
+
+    torch.manual_seed(cfg.seed)
+    model = ProtoECGNet(cfg.model, n_samples=int(archive.signals.shape[-1]), fs=int(archive.fs))
+    if archive.standardization is not None:
+        model.set_standardization(archive.standardization["mean"], archive.standardization["std"])
+    return model
+
+
+def checkpoint_meta(trainer: Trainer, val_metrics: dict[str, Any]) -> dict[str, Any]:
+    """Plain-data meta of the finished model (keys listed in HELPERS.md)."""
+    cfg, archive, s = trainer.cfg, trainer.archive, trainer.state
+    table = label_table()
+    prototypes = [p for g in trainer.model.branches for p in s.provenance.get(g, [])]
+    if not prototypes:  # branches without a projection stage: provenance rows without a source
+        prototypes = [
+            {**row, "ecg_id": None, "window_start": None, "window_end": None, "rf_start": None,
+             "rf_end": None, "similarity": None}
+            for row in trainer.model.prototype_table().to_dict("records")
+        ]
+    return {
+        "package_version": __version__,
+        "config": to_dict(cfg),
+        "config_hash": cfg.hash,
+        "labels": list(all_labels()),
+        "groups": {g: list(table.groups[g]) for g in table.groups},
+        "sampling_rate": int(archive.fs),
+        "n_samples": int(archive.signals.shape[-1]),
+        "highpass": {"cutoff_hz": cfg.data.highpass_hz, "order": cfg.data.highpass_order},
+        "standardization": archive.standardization,
+        "cooccurrence": {g: cooccurrence_for(trainer.train_labels, g).tolist() for g in trainer.model.branches},
+        "prototypes": sorted(prototypes, key=lambda p: p["index"]),
+        "projection": s.projection,
+        "thresholds": s.fusion.get("thresholds", [0.5] * len(all_labels())),
+        "fusion_normalization": s.fusion.get("normalization"),
+        "val_metrics": val_metrics,
+        "data_key": getattr(archive, "key", None),
+    }
+
+
+def evaluate_splits(trainer: Trainer) -> dict[str, dict[str, float | None]]:
+    """Macro AUROC of the fused model and of each branch on the validation and test folds."""
+    out: dict[str, dict[str, float | None]] = {}
+    feats = cached_features(trainer)
+    for split in ("val", "test"):
+        labels = np.asarray(trainer.archive.labels[trainer.rows[split]])
+        metrics = {"fused": finite_or_none(macro_auroc(labels, fusion_probs(trainer.model, feats[split])))}
+        for g in trainer.model.branches:
+            probs = predict_branch(trainer.model, g, trainer.archive, shard(trainer.rows[split], trainer.dist),
+                                   trainer.cfg.train.eval_batch_size, desc=f"evaluate {split}")
+            metrics[g] = finite_or_none(branch_auroc(labels, gather_rows(probs, trainer.dist), g))
+        out[split] = metrics
+    return out
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def write_log(trainer: Trainer) -> Path:
+    """``train_log.csv``: one row per epoch of each phase."""
+    path = trainer.out_dir / LOG_NAME
+    tmp = path.with_name(f".{path.name}.tmp")
+    pd.DataFrame(trainer.state.log).to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
+def train_model(
+    cfg: Config,
+    archive: Any,
+    out_dir: str | Path,
+    resume: bool = False,
+    dist_info: DistInfo | None = None,
+    max_epochs: int | None = None,
+) -> TrainOutcome | None:
+    """Train all branches and the fusion head (None when stopped early by ``max_epochs``)."""
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    configure_torch(cfg)
+    model = build_model(cfg, archive)
+    trainer = Trainer(cfg, archive, model, out_dir, dist_info)
+    if resume:
+        trainer.load_state()
+    if not trainer.run(max_epochs=max_epochs):
+        return None
+    metrics = evaluate_splits(trainer)
+    summary = {
+        "macro_auroc": metrics,
+        "thresholds_tuned_on": "val",
+        "projection": trainer.state.projection,
+        "n_records": {k: int(len(v)) for k, v in trainer.rows.items()},
+        "n_prototypes": int(model.n_prototypes),
+        "n_parameters": int(sum(p.numel() for p in model.parameters())),
+        "world_size": trainer.dist.world_size,
+        "seconds_this_call": round(time.perf_counter() - t0, 2),
+        "seconds_training_total": round(sum(float(r.get("seconds", 0.0)) for r in trainer.state.log), 2),
+        "config_hash": cfg.hash,
+    }
+    if trainer.dist.is_main:
+        save_checkpoint(out_dir / MODEL_NAME, model, checkpoint_meta(trainer, metrics["val"]))
+        write_log(trainer)
+        _write_json(out_dir / SUMMARY_NAME, summary)
+    return TrainOutcome(model, summary)

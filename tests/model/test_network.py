@@ -1,0 +1,107 @@
+import numpy as np
+import pytest
+import torch
+
+from ecgproto.data.labels import all_labels, group_labels
+from ecgproto.model.inference import predict_arrays
+from ecgproto.model.network import ProtoECGNet
+from tests.model.helpers import FS, N_SAMPLES, tiny_config
+
+
+def _model(*extra: str) -> ProtoECGNet:
+    torch.manual_seed(0)
+    return ProtoECGNet(tiny_config(*extra), N_SAMPLES, FS)
+
+
+def test_output_shapes_every_branch_kind():
+    model = _model()
+    out = model(torch.randn(3, 12, N_SAMPLES))
+    k = {"rhythm": 2, "morphology": 2, "global": 3}
+    windows = {"rhythm": 1, "morphology": 30, "global": 1}  # T'=32, proto_time_len 3 → 30 windows
+    assert out.logits.shape == (3, 71)
+    total = sum(k[g] * len(group_labels(g)) for g in k)
+    assert out.similarities.shape == (3, total) == (3, model.n_prototypes)
+    for g, b in out.branch.items():
+        branch = model.branches[g]
+        p, c = k[g] * len(group_labels(g)), len(group_labels(g))
+        assert b.logits.shape == (3, c)
+        assert b.similarities.shape == (3, p)
+        assert b.window_similarities.shape == (3, p, windows[g])
+        assert branch.latent_windows(b.latent).shape == (3, windows[g], branch.window_dim)
+        assert branch.prototype_vectors.shape == (p, branch.window_dim)
+        assert branch.prototype_class_identity.shape == (p, c)
+    assert list(model.branches) == ["rhythm", "morphology", "global"]
+    assert model.branches["global"].window_dim == 32 * 32  # 8·width channels × whole latent axis
+
+
+def test_lead_aware_branch_shapes():
+    model = _model("model.branches.morphology.lead_aware=true", "model.branches.morphology.proto_lead_len=3")
+    branch = model.branches["morphology"]
+    out = model(torch.randn(2, 12, N_SAMPLES)).branch["morphology"]
+    assert out.latent.shape == (2, 32, 12, 32)
+    assert out.window_similarities.shape == (2, branch.n_prototypes, 10 * 30)
+    assert branch.window_dim == 32 * 3 * 3
+    assert branch.window_leads(0) == (0, 3)
+    assert branch.window_leads(30) == (1, 4)  # lead offset first, then time offset
+    assert branch.window_samples(30) == branch.window_samples(0)
+
+
+def test_wrong_input_length_is_explained():
+    model = _model()
+    with pytest.raises(ValueError, match="1000 samples"):
+        model(torch.randn(1, 12, 500))
+
+
+def test_prototype_table_and_identity():
+    model = _model()
+    table = model.prototype_table()
+    assert list(table.columns) == ["index", "branch", "local_index", "class_code"]
+    assert len(table) == model.n_prototypes
+    assert table["index"].tolist() == list(range(model.n_prototypes))
+    first_morph = table[table.branch == "morphology"].iloc[0]
+    assert first_morph.class_code == group_labels("morphology")[0] and first_morph.local_index == 0
+    rhythm = model.branches["rhythm"]
+    w = rhythm.last_layer.weight
+    assert torch.equal(w[0, :2], torch.ones(2)) and torch.all(w[0, 2:] == -0.5)
+
+
+def test_same_seed_same_init():
+    a, b = _model(), _model()
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb), ka
+    torch.manual_seed(1)
+    c = ProtoECGNet(tiny_config(), N_SAMPLES, FS)
+    assert not torch.equal(a.branches["rhythm"].prototype_vectors, c.branches["rhythm"].prototype_vectors)
+
+
+def test_standardization_buffers():
+    model = _model()
+    model.eval()
+    x = torch.randn(2, 12, N_SAMPLES)
+    mean, std = torch.linspace(-1, 1, 12), torch.linspace(0.5, 2, 12)
+    model.set_standardization(mean, std)
+    ref = _model()
+    ref.eval()
+    expected = ref((x - mean[:, None]) / std[:, None]).logits
+    assert torch.allclose(model(x).logits, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="12 means"):
+        model.set_standardization(np.zeros(11), np.ones(12))
+    with pytest.raises(ValueError, match="positive"):
+        model.set_standardization(np.zeros(12), np.zeros(12))
+
+
+def test_predict_arrays_matches_forward():
+    model = _model()
+    model.train()
+    x = np.random.default_rng(0).normal(size=(5, 12, N_SAMPLES)).astype(np.float32)
+    pred = predict_arrays(model, x, batch_size=2)
+    assert model.training  # mode restored
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.from_numpy(x))
+    assert pred.probs.shape == (5, len(all_labels()))
+    np.testing.assert_allclose(pred.probs, torch.sigmoid(out.logits).numpy(), atol=1e-5)
+    np.testing.assert_allclose(pred.similarities, out.similarities.numpy(), atol=1e-5)
+    for g, b in out.branch.items():
+        np.testing.assert_allclose(pred.branch_probs[g], torch.sigmoid(b.logits).numpy(), atol=1e-5)
+        np.testing.assert_array_equal(pred.best_windows[g], b.window_similarities.argmax(-1).numpy())
