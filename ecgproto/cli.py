@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, bool]] = {
     "score": ("batch-score a WFDB folder, manifest, PTB-XL or MIMIC-IV-ECG archive", True),
     "explain": ("case-based explanations (12-lead plots + HTML) for given records", False),
     "prototypes": ("render the gallery of projected prototypes", False),
-    "phenotype": ("prototype-to-phecode association report on a MIMIC-IV cohort", False),
+    "phenotype": ("prototype-to-phecode association report on a MIMIC-IV cohort", True),
     "demo": ("run the whole pipeline on the embedded synthetic archive", False),
 }
 
