@@ -159,6 +159,14 @@ def _read_all(paths: list[str], cfg: DataConfig, n_samples: int, target: np.ndar
     return statuses, messages
 
 
+def _stored_key(folder: Path) -> str | None:
+    """Key recorded in ``folder/meta.json``; None when absent or unreadable (the cache is rebuilt)."""
+    try:
+        return json.loads((folder / "meta.json").read_text()).get("key")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def prepare_cache(cfg: DataConfig, root: str | Path | None = None, *, force: bool = False) -> CachedArchive:
     """Read, validate, high-pass and cache the PTB-XL-shaped archive at ``root`` (default ``cfg.root``).
 
@@ -174,21 +182,32 @@ def prepare_cache(cfg: DataConfig, root: str | Path | None = None, *, force: boo
     key = cache_key(cfg, root, paths)
     cache_root = Path(cfg.cache_dir).expanduser()
     final = cache_root / key[:16]
-    if not force and (final / "meta.json").is_file():
-        existing = open_cache(final)
-        if existing.key == key:
-            return dataclasses.replace(existing, reused=True)
+    if not force and _stored_key(final) == key:
+        return dataclasses.replace(open_cache(final), reused=True)
     cache_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key[:16]}-", dir=cache_root))
     try:
         _write_cache(tmp, cfg, ptbxl, split, paths, n_samples, key)
-        if final.exists():
-            shutil.rmtree(final)  # stale (different key or forced rebuild)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        _move_into_place(tmp, final, key, force)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already when the rename succeeded
     return open_cache(final)
+
+
+def _move_into_place(tmp: Path, final: Path, key: str, force: bool) -> None:
+    """Rename ``tmp`` to ``final``. A complete cache with the same key written meanwhile by another
+    process (e.g. a second training rank) is kept and ``tmp`` discarded; a stale one is replaced."""
+    for _ in range(3):
+        if final.exists():
+            if _stored_key(final) == key and not force:
+                return
+            shutil.rmtree(final, ignore_errors=True)
+        try:
+            os.replace(tmp, final)
+            return
+        except OSError:  # another process renamed its copy in between: look again
+            continue
+    raise OSError(f"could not move the new cache {tmp} to {final}; is another process writing it?")
 
 
 def _write_cache(tmp: Path, cfg: DataConfig, ptbxl, split: np.ndarray, paths: list[str],

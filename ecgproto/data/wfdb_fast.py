@@ -17,6 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+# Digital value that marks a missing/invalid sample in each WFDB signal format (WFDB spec).
+INVALID_SAMPLE = {
+    "80": -(2**7), "508": -(2**7), "310": -(2**9), "311": -(2**9), "212": -(2**11), "16": -(2**15),
+    "61": -(2**15), "160": -(2**15), "516": -(2**15), "24": -(2**23), "524": -(2**23), "32": -(2**31),
+}
 _DTYPES = {"16": np.dtype("<i2"), "32": np.dtype("<i4"), "61": np.dtype(">i2")}
 _FORMAT = re.compile(r"^(\d+)(?:x(\d+))?(?::(\d+))?(?:\+(\d+))?$")
 _GAIN = re.compile(r"^([-+\d.eE]+)(?:\(([-+\d]+)\))?(?:/(\S+))?$")
@@ -113,8 +118,3 @@ def read_digital(folder: Path, header: FastHeader) -> np.ndarray:
         raise EOFError(f"signal file {folder / header.file_name} holds {data.size // n_sig} samples, "
                        f"header declares {header.sig_len}; the file is truncated")
     return data.reshape(header.sig_len, n_sig).astype(np.int64)
-
-
-def invalid_value(fmt: str) -> int:
-    """The digital value WFDB uses for a missing sample in ``fmt``."""
-    return -(2**31) if fmt == "32" else -(2**15)

@@ -40,13 +40,12 @@ import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import wfdb
 from scipy.signal import resample_poly
 
-from ecgproto.data.wfdb_fast import FastHeader, invalid_value, parse_header_text, read_digital
+from ecgproto.data.wfdb_fast import INVALID_SAMPLE, FastHeader, parse_header_text, read_digital
 
 LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 STATUSES: tuple[str, ...] = (
@@ -60,11 +59,6 @@ LENGTH_TOLERANCE = 0.01
 _SIGNAL_SUFFIXES = (".hea", ".dat", ".mat")
 _CANONICAL = {name.lower(): name for name in LEADS}
 _UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3}
-# Digital value that marks a missing/invalid sample in each WFDB signal format (WFDB spec).
-_INVALID_SAMPLE = {
-    "80": -(2**7), "508": -(2**7), "310": -(2**9), "311": -(2**9), "212": -(2**11), "16": -(2**15),
-    "61": -(2**15), "160": -(2**15), "516": -(2**15), "24": -(2**23), "524": -(2**23), "32": -(2**31),
-}
 
 
 @dataclass(frozen=True)
@@ -117,7 +111,7 @@ class _RecordProblem(Exception):
         self.message = message
 
 
-Header = Union[FastHeader, wfdb.Record, wfdb.MultiRecord]
+Header = FastHeader | wfdb.Record | wfdb.MultiRecord
 
 
 def _parse_header(stem: str) -> tuple[Header, HeaderInfo]:
@@ -220,7 +214,7 @@ def _read_signal(stem: str, header: Header, info: HeaderInfo) -> np.ndarray:
         problem = _checksum_error(digital, header.checksum, info.sig_name)
         if problem:
             raise _RecordProblem("checksum_mismatch", problem)
-        invalid = [invalid_value(header.fmt)] * len(info.sig_name)
+        invalid = [INVALID_SAMPLE[header.fmt]] * len(info.sig_name)
         return _physical(digital, header.adc_gain, header.baseline, invalid, header.units, cols)
     if isinstance(header, wfdb.MultiRecord):
         try:
@@ -248,7 +242,7 @@ def _read_signal(stem: str, header: Header, info: HeaderInfo) -> np.ndarray:
     problem = _checksum_error(digital, header.checksum, info.sig_name)
     if problem:
         raise _RecordProblem("checksum_mismatch", problem)
-    invalid = [_INVALID_SAMPLE.get(str(f)) for f in record.fmt]
+    invalid = [INVALID_SAMPLE.get(str(f)) for f in record.fmt]
     return _physical(digital, record.adc_gain, record.baseline, invalid, record.units, cols)
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from ecgproto.cli import main
+from ecgproto.data import cache as cache_module
 from ecgproto.data.cache import CachedArchive, open_cache, prepare_cache
 from ecgproto.data.config import DataConfig
 from ecgproto.data.preprocess import fit_standardization, highpass
@@ -91,6 +92,9 @@ def test_reuse_only_when_key_matches(mini_ptbxl: Path, tmp_path: Path) -> None:
     changed = prepare_cache(cfg)
     assert changed.key != first.key and not changed.reused
     assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".tmp")]
+    (changed.path / "meta.json").write_text("{broken")  # damaged cache: rebuilt, not an error
+    rebuilt = prepare_cache(cfg)
+    assert rebuilt.key == changed.key and not rebuilt.reused
 
 
 def test_failure_leaves_no_half_written_cache(mini_ptbxl: Path, tmp_path: Path, monkeypatch) -> None:
@@ -144,3 +148,21 @@ def test_prepare_command(mini_ptbxl: Path, tmp_path: Path, capsys) -> None:
     assert "(reused)" in capsys.readouterr().out
     assert main(["prepare", "--root", str(tmp_path / "missing"), "--out", str(out)]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_concurrent_writer_keeps_existing_complete_cache(mini_ptbxl: Path, tmp_path: Path, monkeypatch) -> None:
+    """Two processes preparing the same cache at once (e.g. two training ranks): the second keeps the first's."""
+    cfg = _cfg(mini_ptbxl, tmp_path)
+    first = prepare_cache(cfg)
+    inode = (first.path / "signals.npy").stat().st_ino
+    monkeypatch.setattr("ecgproto.data.cache._stored_key", lambda folder: None)  # first lookup misses ...
+    real_move = cache_module._move_into_place
+
+    def move(tmp, final, key, force):
+        monkeypatch.undo()  # ... but by the time our copy is written, the other one is in place
+        real_move(tmp, final, key, force)
+
+    monkeypatch.setattr("ecgproto.data.cache._move_into_place", move)
+    second = prepare_cache(cfg)
+    assert second.path == first.path and (second.path / "signals.npy").stat().st_ino == inode
+    assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".tmp")]

@@ -228,3 +228,14 @@ def test_microvolt_units_converted_to_mv(record_copy: Path) -> None:
     result = read_record(record_copy, 100, 1000)
     assert result.status == "ok", result.message
     np.testing.assert_allclose(result.signal, good, atol=1e-3)
+
+
+def test_every_real_sample_record(ptbxl_sample: Path, cinc_sample: Path) -> None:
+    """All 500 PTB-XL 100 Hz records read ok; of the 50 CinC records only the two with dead V2/V4/V6 fail."""
+    statuses = {p.stem: read_record(p, 100, 1000).status for p in sorted((ptbxl_sample / "records100").rglob("*.hea"))}
+    assert len(statuses) == 500 and set(statuses.values()) == {"ok"}
+    cinc = {p.stem: read_record(p, 100, 1000) for p in sorted(cinc_sample.glob("*.hea"))}
+    assert len(cinc) == 50
+    bad = {name: r.status for name, r in cinc.items() if r.status != "ok"}
+    assert bad == {"JS20004": "flat_line", "JS20008": "flat_line"}
+    assert "V2, V4, V6" in cinc["JS20004"].message
