@@ -17,7 +17,7 @@ from ecgproto.configuration import ConfigError
 
 # name -> (one-line help, implemented?)
 COMMANDS: dict[str, tuple[str, bool]] = {
-    "synth": ("write a synthetic PTB-XL- and MIMIC-IV-shaped archive (WFDB + CSV)", False),
+    "synth": ("write a synthetic PTB-XL- and MIMIC-IV-shaped archive (WFDB + CSV)", True),
     "prepare": ("read, validate, filter and cache an archive as a memory-mapped array", True),
     "train": ("staged training of the three prototype branches and the fusion head", False),
     "project": ("project prototypes onto training ECG segments (stored with provenance)", False),

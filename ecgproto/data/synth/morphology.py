@@ -1,0 +1,226 @@
+"""Per-record wave parameters: how each simulated statement changes the beat, lead by lead.
+
+Normal beat: P (left-inferior), septal q (right-anterior), R (frontal axis −25..100°),
+S (posterior), T (concordant with QRS). Findings modify it clinically:
+
+- 1AVB: PR 240–340 ms. LAO/LAE: wide P with a second, posterior hump (bifid in II,
+  negative terminal P in V1). AFIB/AFLT: no P.
+- CRBBB: terminal right-anterior R' (rSR' in V1–V2, broad S in I/V5/V6), QRS >= 120 ms,
+  secondary T inversion V1–V3. IRBBB: smaller, earlier R' (QRS 100–115 ms).
+- CLBBB: no septal q, broad notched left-posterior R (I, aVL, V5, V6), QS in V1–V3,
+  QRS 140–170 ms, discordant ST-T. LAFB: axis −45..−75°, qR in I/aVL, rS inferior.
+- IMI: wide Q in II, III, aVF. ASMI: QS in V1–V3. QWAVE: Q in I, aVL, V5, V6.
+  ABQRS without Q waves: a notch in the QRS.
+- LVH: large left-posterior R, deep S in V1–V2, lateral strain in half of the cases.
+  HVOLT: all QRS x1.7–2.2. LVOLT: all QRS x0.3–0.45.
+- ISC_: lateral ST depression + flat T. STD_: inferolateral ST depression. STE_: inferior
+  ST elevation. INJAS: ST elevation V1–V4. NDT: flat T (I, aVL, V4–V6). INVT: inverted T
+  V1–V4. LNGQT: QTc 480–570 ms (normal 370–440).
+- PVC: wide (>= 140 ms) beat with its own axis, no P, discordant T. PAC: ectopic P
+  (inverted inferiorly), normal QRS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ecgproto.data.synth.beats import COMPONENTS, C, frontal, precordial, project
+from ecgproto.data.synth.labels_sampler import LabelSample
+
+QRS_ONSET_S = -0.045  # QRS onset relative to the R peak (normal conduction)
+
+
+@dataclass
+class Morphology:
+    """Per-record templates. center/width (N, K) s, amp (N, K, 8) mV for normal beats;
+    pvc_* the same for premature ventricular beats; pac_p_amp (N, 8) the ectopic P;
+    qtc (N,) s, t_width (N,) s, qrs_end (N,) s after R, qrs_onset (N,) s, pr (N,) s,
+    axis (N,) degrees (frontal QRS axis, from the drawn vectors)."""
+
+    center: np.ndarray
+    width: np.ndarray
+    amp: np.ndarray
+    pvc_center: np.ndarray
+    pvc_width: np.ndarray
+    pvc_amp: np.ndarray
+    pac_p_amp: np.ndarray
+    qtc: np.ndarray
+    t_width: np.ndarray
+    qrs_end: np.ndarray
+    qrs_onset: np.ndarray
+    pr: np.ndarray
+    axis: np.ndarray
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def _vec(x: np.ndarray | float, y: np.ndarray | float, z: np.ndarray | float) -> np.ndarray:
+    return np.stack(np.broadcast_arrays(np.asarray(x, float), np.asarray(y, float), np.asarray(z, float)), -1)
+
+
+def draw_morphology(rng: np.random.Generator, lab: LabelSample) -> Morphology:
+    """Draw per-record wave parameters for N records from their statements."""
+    n = lab.labels.shape[0]
+    u = lambda lo, hi: rng.uniform(lo, hi, n)  # noqa: E731
+    h, sev = lab.has, lab.sev
+    k = len(COMPONENTS)
+    center = np.zeros((n, k))
+    width = np.full((n, k), 0.01)
+    amp = np.zeros((n, k, 8))
+    col = lambda b: b[:, None]  # noqa: E731
+
+    # --- axis and main vectors
+    theta = np.clip(rng.normal(45.0, 22.0, n), -25.0, 100.0)
+    theta = np.where(h("LAFB"), u(-75.0, -45.0), theta)
+    r_mag = np.exp(rng.normal(np.log(1.2), 0.2, n))
+    r_z = rng.normal(0.05, 0.12, n)
+    s_mag = u(0.45, 0.85)
+    lvh = h("LVH")
+    r_mag = np.where(lvh, r_mag * u(1.7, 2.3) * sev("LVH"), r_mag)
+    r_z = np.where(lvh, r_z - 0.25, r_z)
+    s_mag = np.where(lvh, s_mag * u(1.6, 2.0), s_mag)
+    r_vec = _vec(np.cos(np.deg2rad(theta)), np.sin(np.deg2rad(theta)), r_z) * col(r_mag)
+    r_vec[:, 1] *= np.where(h("IMI"), 0.6, 1.0)
+
+    # --- P wave
+    has_p = ~(h("AFIB") | h("AFLT"))
+    pr = np.where(h("1AVB"), u(0.24, 0.34), u(0.12, 0.20))
+    p_sigma = u(0.017, 0.023) * np.where(h("LAO/LAE"), 1.3, 1.0)
+    p_theta = rng.normal(55.0, 12.0, n)
+    p_vec = _vec(np.cos(np.deg2rad(p_theta)), np.sin(np.deg2rad(p_theta)), 0.25) * col(u(0.10, 0.18))
+    center[:, C["P"]] = QRS_ONSET_S - pr + 2.2 * p_sigma
+    width[:, C["P"]] = p_sigma
+    amp[:, C["P"]] = project(p_vec) * col(has_p)
+    lae = h("LAO/LAE") & has_p
+    center[:, C["P2"]] = center[:, C["P"]] + 0.035
+    width[:, C["P2"]] = 0.016
+    amp[:, C["P2"]] = project(_vec(0.8, 0.3, -0.9) * col(u(0.07, 0.11))) * col(lae)
+
+    # --- septal q
+    q_vec = _unit(_vec(-0.35, 0.25, 0.9)) * col(u(0.12, 0.25))
+    q_vec = np.where(col(h("LAFB")), _unit(_vec(-0.3, 0.9, 0.2)) * col(u(0.12, 0.2)), q_vec)
+    center[:, C["QSEP"]] = -0.024
+    width[:, C["QSEP"]] = 0.007
+    amp[:, C["QSEP"]] = project(q_vec)
+
+    # --- R, S
+    center[:, C["R"]] = 0.0
+    width[:, C["R"]] = u(0.0092, 0.0108)
+    amp[:, C["R"]] = project(r_vec)
+    center[:, C["S"]] = 0.024
+    width[:, C["S"]] = 0.008
+    amp[:, C["S"]] = project(_unit(_vec(-0.2, -0.2, -1.0)) * col(s_mag))
+    qrs_end = np.full(n, 0.045)
+
+    # --- right bundle branch block (complete / incomplete): terminal right-anterior R'
+    rbbb_dir = _unit(_vec(-0.55, 0.05, 0.85))
+    crbbb, irbbb = h("CRBBB"), h("IRBBB")
+    r2_mag = np.where(crbbb, u(0.55, 0.9) * sev("CRBBB"), u(0.3, 0.45) * sev("IRBBB"))
+    center[:, C["R2"]] = np.where(crbbb, u(0.060, 0.070), u(0.042, 0.048))
+    width[:, C["R2"]] = np.where(crbbb, u(0.015, 0.019), u(0.009, 0.011))
+    amp[:, C["R2"]] = project(rbbb_dir * col(r2_mag)) * col(crbbb | irbbb)
+    width[:, C["S"]] = np.where(crbbb, 0.012, width[:, C["S"]])
+    qrs_end = np.where(crbbb | irbbb, center[:, C["R2"]] + 2.5 * width[:, C["R2"]], qrs_end)
+
+    # --- left bundle branch block: broad notched left-posterior R, no septal q, no S
+    lbbb = h("CLBBB")
+    lb_dir = _unit(_vec(0.85, 0.3, -0.6))
+    lb_mag = u(1.3, 1.9) * sev("CLBBB")
+    center[:, C["R"]] = np.where(lbbb, 0.012, center[:, C["R"]])
+    width[:, C["R"]] = np.where(lbbb, u(0.022, 0.027), width[:, C["R"]])
+    amp[:, C["R"]] = np.where(col(lbbb), project(lb_dir * col(lb_mag)), amp[:, C["R"]])
+    amp[:, C["QSEP"]] *= col(~lbbb)
+    amp[:, C["S"]] *= col(~lbbb)
+    center[:, C["R2"]] = np.where(lbbb, 0.06, center[:, C["R2"]])
+    width[:, C["R2"]] = np.where(lbbb, 0.018, width[:, C["R2"]])
+    amp[:, C["R2"]] = np.where(col(lbbb), project(lb_dir * col(0.7 * lb_mag)), amp[:, C["R2"]])
+    qrs_end = np.where(lbbb, 0.06 + 2.5 * 0.018, qrs_end)
+    qrs_onset = np.where(lbbb, 0.012 - 2.5 * width[:, C["R"]], QRS_ONSET_S)
+
+    # --- abnormal QRS without Q waves: a small notch
+    notch = h("ABQRS") & ~(h("IMI") | h("ASMI") | h("QWAVE") | crbbb | irbbb | lbbb)
+    center[:, C["R2"]] = np.where(notch, 0.032, center[:, C["R2"]])
+    width[:, C["R2"]] = np.where(notch, 0.007, width[:, C["R2"]])
+    amp[:, C["R2"]] = np.where(col(notch), project(_unit(rng.normal(size=(n, 3))) * col(u(0.25, 0.4))), amp[:, C["R2"]])
+
+    # --- pathological Q waves
+    center[:, C["QPATH"]] = -0.026
+    width[:, C["QPATH"]] = u(0.011, 0.014)
+    qpath = frontal(-90.0, u(0.3, 0.55) * sev("IMI")) * col(h("IMI"))
+    asmi = h("ASMI")
+    qpath += precordial((0.9, 1.0, 0.7, 0.25, 0.0, 0.0), -u(0.4, 0.8) * sev("ASMI")) * col(asmi)
+    qw = u(0.2, 0.4)
+    qpath += (frontal(180.0, qw) + precordial((0.0, 0.0, 0.0, 0.3, 0.8, 1.0), -qw)) * col(h("QWAVE"))
+    amp[:, C["QPATH"]] = qpath
+    for comp in ("QSEP", "R"):  # anteroseptal infarct: loss of R in V1-V3 (QS complexes)
+        amp[:, C[comp], 2:5] *= np.where(col(asmi), 0.15, 1.0)
+
+    # --- voltage
+    qrs = [C["QSEP"], C["QPATH"], C["R"], C["S"], C["R2"]]
+    volt = np.where(h("HVOLT"), u(1.7, 2.2), 1.0) * np.where(h("LVOLT"), u(0.3, 0.45), 1.0)
+    amp[:, qrs] *= volt[:, None, None]
+
+    # --- T wave (concordant) and its modifications
+    t_theta = np.clip(theta + rng.normal(0.0, 12.0, n), -10.0, 90.0)
+    t_vec = _vec(np.cos(np.deg2rad(t_theta)), np.sin(np.deg2rad(t_theta)), 0.45) * col(u(0.22, 0.4))
+    t_amp = project(t_vec)
+    t_amp = np.where(col(lbbb), project(-lb_dir * col(u(0.3, 0.5))), t_amp)
+    t_amp[:, 2:5] = np.where(col(crbbb), -np.abs(t_amp[:, 2:5]) * 0.7, t_amp[:, 2:5])
+    flat = np.where(h("NDT"), u(0.05, 0.2), 1.0) * np.where(h("ISC_"), u(0.2, 0.4), 1.0)
+    t_amp[:, :2] *= flat[:, None]
+    t_amp[:, 5:8] *= flat[:, None]
+    invt = h("INVT")
+    t_amp[:, 2:6] = np.where(col(invt), -(np.abs(t_amp[:, 2:6]) * 0.8 + col(u(0.15, 0.3))), t_amp[:, 2:6])
+    strain = lvh & (rng.random(n) < 0.5)
+    t_amp[:, :2] = np.where(col(strain), -0.6 * t_amp[:, :2], t_amp[:, :2])
+    t_amp[:, 6:8] = np.where(col(strain), -np.abs(t_amp[:, 6:8]), t_amp[:, 6:8])
+    t_amp[:, 2:6] *= np.where(col(h("INJAS")), 1.5, 1.0)
+    t_amp += frontal(-90.0, 0.15) * col(h("IMI") & (rng.random(n) < 0.4))
+    t_amp *= np.where(col(h("LVOLT")), 0.6, 1.0)
+    amp[:, C["T"]] = t_amp
+    qtc = np.where(h("LNGQT"), u(0.49, 0.57), np.clip(rng.normal(0.41, 0.015, n), 0.37, 0.44))
+    t_width = u(0.045, 0.058) * np.where(h("LNGQT"), 1.15, 1.0)
+
+    # --- ST deviation (flat plateau between J point and T)
+    m = u(0.08, 0.16) * sev("ISC_")
+    st = (frontal(180.0, m) + precordial((0.0, 0.0, 0.2, 0.6, 1.0, 1.0), -m)) * col(h("ISC_"))
+    m = u(0.10, 0.2)
+    st += (frontal(-90.0, m) + precordial((0.0, 0.0, 0.3, 0.6, 0.8, 0.6), -m)) * col(h("STD_"))
+    m = u(0.12, 0.25)
+    st += (frontal(90.0, m) + precordial((0.0, 0.0, 0.0, 0.0, 0.2, 0.3), m)) * col(h("STE_"))
+    st += precordial((0.7, 1.0, 1.0, 0.6, 0.1, 0.0), u(0.15, 0.3) * sev("INJAS")) * col(h("INJAS"))
+    st += (frontal(200.0, 0.08) + precordial((0.0, 0.0, 0.0, 0.3, 0.8, 1.0), -0.1)) * col(strain)
+    st += project(-lb_dir * col(u(0.1, 0.18))) * col(lbbb)
+    amp[:, C["ST"]] = st
+
+    # --- ectopic templates
+    pvc_dir = _unit(rng.normal(size=(n, 3)) + np.array([0.3, 0.3, 0.0]))
+    pvc_mag = u(1.2, 2.0)
+    pvc_center = np.zeros((n, k))
+    pvc_width = np.full((n, k), 0.01)
+    pvc_amp = np.zeros((n, k, 8))
+    pvc_center[:, C["R"]] = 0.02
+    pvc_width[:, C["R"]] = u(0.03, 0.038)
+    pvc_amp[:, C["R"]] = project(pvc_dir * col(pvc_mag))
+    pvc_center[:, C["S"]] = 0.085
+    pvc_width[:, C["S"]] = 0.022
+    pvc_amp[:, C["S"]] = project(-pvc_dir * col(0.35 * pvc_mag))
+    pvc_center[:, C["T"]] = u(0.3, 0.36)
+    pvc_width[:, C["T"]] = u(0.06, 0.075)
+    pvc_amp[:, C["T"]] = project(-pvc_dir * col(u(0.35, 0.6)))
+    pvc_amp[:, qrs + [C["T"]]] *= volt[:, None, None]
+    pac_theta = u(-100.0, -40.0)
+    pac_p_amp = project(_vec(np.cos(np.deg2rad(pac_theta)), np.sin(np.deg2rad(pac_theta)), 0.1) * col(u(0.09, 0.15)))
+
+    net = (amp[:, qrs, :2] * width[:, qrs, None]).sum(axis=1)  # (N, 2): net QRS area in I, II
+    x, y = net[:, 0], (net[:, 1] - 0.5 * net[:, 0]) / (np.sqrt(3) / 2)
+    axis = np.rad2deg(np.arctan2(y, x))
+    return Morphology(
+        center=center, width=width, amp=amp, pvc_center=pvc_center, pvc_width=pvc_width,
+        pvc_amp=pvc_amp, pac_p_amp=pac_p_amp, qtc=qtc, t_width=t_width, qrs_end=qrs_end,
+        qrs_onset=qrs_onset, pr=pr, axis=axis,
+    )
