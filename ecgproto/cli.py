@@ -23,8 +23,8 @@ COMMANDS: dict[str, tuple[str, bool]] = {
     "project": ("project prototypes onto training ECG segments (stored with provenance)", False),
     "evaluate": ("dataset-level metrics with bootstrap CIs and an HTML report", False),
     "score": ("batch-score a WFDB folder, manifest, PTB-XL or MIMIC-IV-ECG archive", True),
-    "explain": ("case-based explanations (12-lead plots + HTML) for given records", False),
-    "prototypes": ("render the gallery of projected prototypes", False),
+    "explain": ("case-based explanations (12-lead plots + HTML) for given records", True),
+    "prototypes": ("render the gallery of projected prototypes", True),
     "phenotype": ("prototype-to-phecode association report on a MIMIC-IV cohort", True),
     "demo": ("run the whole pipeline on the embedded synthetic archive", False),
 }

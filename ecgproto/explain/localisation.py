@@ -112,3 +112,23 @@ def localisation_hits(
         chance_rate=float(cases["chance"].mean()) if n else float("nan"),
         n_cases=n,
     )
+
+
+def correct_top_windows(table: pd.DataFrame, true_labels: np.ndarray, ecg_ids: np.ndarray, branch: str = "morphology") -> pd.DataFrame:
+    """Highlighted window of the best-ranked ``branch`` prototype per correctly predicted label.
+
+    ``table``: output of :func:`ecgproto.explain.report.explain_arrays` (record_index
+    into ``true_labels`` (N, 71) and ``ecg_ids`` (N,)). Keeps rows with ``predicted`` and a
+    true label; returns ecg_id, label, window_start, window_end, leads, prototype, rank.
+    """
+    t = table[(table["branch"] == branch) & table["predicted"].astype(bool)]
+    truth = np.asarray(true_labels)[t["record_index"].to_numpy(int), t["label_index"].to_numpy(int)].astype(bool)
+    t = t[truth].sort_values(["record_index", "label_index", "rank"], kind="stable")
+    t = t.drop_duplicates(["record_index", "label_index"], keep="first")
+    out = pd.DataFrame({
+        "ecg_id": np.asarray(ecg_ids)[t["record_index"].to_numpy(int)],
+        "label": t["label"].to_numpy(), "window_start": t["window_start"].to_numpy(int),
+        "window_end": t["window_end"].to_numpy(int), "leads": t["leads"].to_numpy(),
+        "prototype": t["prototype"].to_numpy(int), "rank": t["rank"].to_numpy(int),
+    })
+    return out.reset_index(drop=True)

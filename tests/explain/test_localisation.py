@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ecgproto.explain.localisation import chance_hit_rate, interval_overlap, localisation_hits, read_findings
+from ecgproto.explain.localisation import (
+    chance_hit_rate,
+    correct_top_windows,
+    interval_overlap,
+    localisation_hits,
+    read_findings,
+)
 
 
 def test_interval_overlap_lengths():
@@ -68,3 +74,27 @@ def test_read_findings_errors(tmp_path):
     bad.write_text("ecg_id,code\n1,PVC\n")
     with pytest.raises(ValueError, match="missing columns"):
         read_findings(bad)
+
+
+def test_correct_top_windows_keeps_true_predicted_best_morphology_row():
+    from ecgproto.data.labels import all_labels
+
+    codes = all_labels()
+    imi, pvc, sr = codes.index("IMI"), codes.index("PVC"), codes.index("SR")
+    table = pd.DataFrame({
+        "record_index": [0, 0, 0, 1, 1, 0],
+        "label": ["IMI", "IMI", "PVC", "IMI", "SR", "PVC"],
+        "label_index": [imi, imi, pvc, imi, sr, pvc],
+        "predicted": [True, True, True, True, True, False],
+        "rank": [2, 1, 1, 1, 1, 1],
+        "branch": ["morphology"] * 4 + ["rhythm", "morphology"],
+        "prototype": [11, 10, 20, 10, 3, 21],
+        "window_start": [100, 300, 500, 0, 0, 0],
+        "window_end": [196, 396, 596, 96, 1000, 96],
+        "leads": [()] * 6,
+    })
+    truth = np.zeros((2, 71), np.uint8)
+    truth[0, [imi, pvc]] = 1  # record 1's IMI is a false positive
+    truth[1, sr] = 1
+    got = correct_top_windows(table, truth, np.array([7, 8]))
+    assert got[["ecg_id", "label", "prototype", "window_start"]].values.tolist() == [[7, "IMI", 10, 300], [7, "PVC", 20, 500]]

@@ -1,0 +1,120 @@
+"""Which prototypes made each predicted label: the top contributions per (record, label).
+
+With the class-masked, non-negative fusion head each label's logit is
+``bias_c + Σ_j w_cj · s̃_j`` (s̃ = per-branch normalised similarity), so ``w_cj · s̃_j``
+is the exact additive evidence of prototype j and the ranking uses it. With the dense
+signed ``linear`` head that sum mixes signs and classes, so the label's own prototypes
+are ranked by similarity and the weight is shown beside it (``contribution`` is NaN;
+the ``ranking`` column says which rule was used).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ecgproto.data.labels import all_labels
+
+RANK_BY_CONTRIBUTION = "contribution w·s̃ (class-masked non-negative fusion head)"
+RANK_BY_SIMILARITY = "similarity of the label's own prototypes (linear fusion head: weight shown separately, not additive evidence)"
+
+COLUMNS = (
+    "record_index", "label", "label_index", "probability", "threshold", "predicted", "rank",
+    "prototype", "branch", "local_index", "prototype_class", "similarity", "normalized_similarity",
+    "weight", "contribution", "ranking",
+)
+
+
+def selected_labels(probs: np.ndarray, thresholds: np.ndarray, fallback: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(record index, label index, predicted?) of the labels to explain.
+
+    Labels with prob ≥ threshold; a record with none gets its ``fallback`` most probable
+    labels (predicted = False). Sorted by record, then probability (descending).
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    thresholds = np.asarray(thresholds, dtype=np.float64).reshape(1, -1)
+    if probs.ndim != 2 or thresholds.shape[1] != probs.shape[1]:
+        raise ValueError(f"probs must be (N, L) and thresholds (L,); got {probs.shape} and {thresholds.shape[1:]}")
+    chosen = probs >= thresholds
+    none = ~chosen.any(axis=1)
+    if none.any() and fallback > 0:
+        order = np.argsort(-probs[none], axis=1, kind="stable")[:, :fallback]
+        extra = np.zeros((int(none.sum()), probs.shape[1]), dtype=bool)
+        np.put_along_axis(extra, order, True, axis=1)
+        chosen[none] = extra
+    rec, lab = np.nonzero(chosen)
+    key = np.lexsort((-probs[rec, lab], rec))
+    rec, lab = rec[key], lab[key]
+    return rec, lab, (probs[rec, lab] >= thresholds[0, lab])
+
+
+@torch.no_grad()
+def top_contributions(
+    model: torch.nn.Module,
+    similarities: np.ndarray | torch.Tensor,
+    probs: np.ndarray,
+    thresholds: np.ndarray,
+    k: int = 3,
+    fallback_labels: int | None = None,
+) -> pd.DataFrame:
+    """Top-``k`` prototypes behind each predicted label of each record.
+
+    similarities (N, P_total) raw pooled similarities (concatenated rhythm, morphology,
+    global, as ``ModelOutput.similarities``); probs (N, 71); thresholds (71,). Labels
+    explained: prob ≥ threshold, or the ``fallback_labels`` (default ``k``) most probable
+    when a record has none. Returns one row per (record, label, rank) with columns
+    :data:`COLUMNS`; ranks start at 1.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    fusion = model.fusion
+    sims = torch.as_tensor(np.asarray(similarities), dtype=torch.float32)
+    weight = fusion.effective_weight().detach().float().cpu()  # (71, P)
+    if sims.ndim != 2 or sims.shape[1] != weight.shape[1]:
+        raise ValueError(f"similarities must be (N, {weight.shape[1]}) for this model, got {tuple(sims.shape)}")
+    rec, lab, predicted = selected_labels(probs, thresholds, k if fallback_labels is None else fallback_labels)
+    if len(rec) == 0:
+        return pd.DataFrame(columns=list(COLUMNS))
+    norm = fusion.normalize(sims).float()  # (N, P)
+    r_t, l_t = torch.as_tensor(rec), torch.as_tensor(lab)
+    masked = fusion.cfg.head == "masked_nonneg"
+    if masked:
+        score = norm[r_t] * weight[l_t]  # (M, P) = w_cj · s̃_j for the selected pairs
+        allowed = fusion.mask.detach().cpu()[l_t] > 0
+    else:
+        score = sims[r_t].clone()
+        allowed = fusion.prototype_label.detach().cpu()[None, :] == l_t[:, None]
+    score = torch.where(allowed, score, torch.full_like(score, -torch.inf))
+    kk = min(k, score.shape[1])
+    top_val, top_idx = torch.topk(score, kk, dim=1)  # (M, kk)
+    keep = torch.isfinite(top_val)
+    m_idx, r_idx = torch.nonzero(keep, as_tuple=True)
+    proto = top_idx[m_idx, r_idx].numpy()
+    m = m_idx.numpy()
+    table = model.prototype_table().set_index("index")
+    labels = np.asarray(all_labels())
+    probs = np.asarray(probs, dtype=np.float64)
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    rec_m, lab_m = rec[m], lab[m]
+    w = weight[torch.as_tensor(lab_m), torch.as_tensor(proto)].numpy()
+    s_norm = norm[torch.as_tensor(rec_m), torch.as_tensor(proto)].numpy()
+    frame = pd.DataFrame({
+        "record_index": rec_m,
+        "label": labels[lab_m],
+        "label_index": lab_m,
+        "probability": probs[rec_m, lab_m],
+        "threshold": thresholds[lab_m],
+        "predicted": predicted[m],
+        "rank": r_idx.numpy() + 1,
+        "prototype": proto,
+        "branch": table.loc[proto, "branch"].to_numpy(),
+        "local_index": table.loc[proto, "local_index"].to_numpy(),
+        "prototype_class": table.loc[proto, "class_code"].to_numpy(),
+        "similarity": sims[torch.as_tensor(rec_m), torch.as_tensor(proto)].numpy().astype(np.float64),
+        "normalized_similarity": s_norm.astype(np.float64),
+        "weight": w.astype(np.float64),
+        "contribution": (w * s_norm).astype(np.float64) if masked else np.full(len(m), np.nan),
+        "ranking": RANK_BY_CONTRIBUTION if masked else RANK_BY_SIMILARITY,
+    })
+    return frame.reset_index(drop=True)

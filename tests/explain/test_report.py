@@ -1,0 +1,94 @@
+"""End to end: `ecgproto explain` on real PTB-XL sample records with a tiny checkpoint."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ecgproto.cli import main
+from ecgproto.explain.report import explain_arrays, explain_records
+from ecgproto.explain.source import Preprocessing
+from tests.explain.helpers import tiny_checkpoint
+
+
+def _records(ptbxl_sample, n=2):
+    return [str(ptbxl_sample / "records100" / "00000" / f"0000{i}_lr") for i in range(1, n + 1)]
+
+
+def test_explain_arrays_maps_windows_and_provenance(ptbxl_sample, tmp_path):
+    model, meta = tiny_checkpoint(tmp_path / "m.pt", str(ptbxl_sample), "model.branches.morphology.lead_aware=true",
+                                  "model.branches.morphology.proto_lead_len=2")
+    prep = Preprocessing.from_meta(meta)
+    signals = np.stack([prep.read(r).signal for r in _records(ptbxl_sample, 3)])
+    table, probs = explain_arrays(model, meta, signals, k=2)
+    assert probs.shape == (3, 71) and len(table)
+    out = model(__import__("torch").from_numpy(signals))
+    for row in table.itertuples():
+        branch = model.branches[row.branch]
+        w = int(out.branch[row.branch].window_similarities[row.record_index, row.local_index].argmax())
+        assert (row.window_start, row.window_end) == branch.window_samples(w)
+        assert (row.rf_start, row.rf_end) == branch.receptive_field(w)
+        src = meta["prototypes"][row.prototype]
+        assert row.source_ecg_id == src["ecg_id"] and row.source_window_start == src["window_start"]
+        if row.branch == "morphology":
+            assert len(row.leads) == 2 and len(row.source_leads) == 2  # lead-aware: two leads named
+        else:
+            assert row.leads == ()
+
+
+def test_explain_records_writes_self_contained_pages(ptbxl_sample, tmp_path):
+    ckpt = tmp_path / "m.pt"
+    tiny_checkpoint(ckpt, str(ptbxl_sample))
+    records = _records(ptbxl_sample) + [str(tmp_path / "missing_record")]
+    pages = explain_records(ckpt, records, tmp_path / "out", top_k=2)
+    assert [p.status for p in pages] == ["ok", "ok", "missing_file"]
+    rows = pd.read_csv(tmp_path / "out" / "explanations.csv")
+    for page in pages[:2]:
+        text = page.html_path.read_text()
+        assert "http://" not in text and "https://" not in text and "<script" not in text
+        n_rows = int((rows["record"].str.endswith(page.name)).sum())
+        assert n_rows > 0 and len(page.png_paths) == n_rows
+        assert all(p.is_file() and p.read_bytes()[:4] == b"\x89PNG" for p in page.png_paths)
+        # input ECG + one embedded pair per explanation
+        assert len(re.findall(r"src=\"data:image/png;base64,", text)) == n_rows + 1
+        assert "<th>source ecg_id</th>" in text and "<th>source window</th>" in text and "unavailable" not in text
+    assert "missing_file" in pages[2].html_path.read_text()
+    assert "00001_lr.html" in (tmp_path / "out" / "index.html").read_text()
+
+
+def test_unavailable_source_archive_is_stated(ptbxl_sample, tmp_path):
+    ckpt = tmp_path / "m.pt"
+    tiny_checkpoint(ckpt, str(tmp_path / "moved_away"))
+    pages = explain_records(ckpt, _records(ptbxl_sample, 1), tmp_path / "out", top_k=1)
+    text = pages[0].html_path.read_text()
+    assert "Prototype source ECGs unavailable" in text and "--source-data" in text
+    # --source-data repairs it
+    pages = explain_records(ckpt, _records(ptbxl_sample, 1), tmp_path / "out2", top_k=1, source_data=ptbxl_sample)
+    assert "unavailable" not in pages[0].html_path.read_text()
+
+
+def test_cli_explain(ptbxl_sample, tmp_path, capsys):
+    ckpt = tmp_path / "m.pt"
+    tiny_checkpoint(ckpt, str(ptbxl_sample))
+    assert main(["explain", str(ckpt), *_records(ptbxl_sample, 1), "--out", str(tmp_path / "o"), "--top-k", "1"]) == 0
+    assert (tmp_path / "o" / "00001_lr.html").is_file()
+    assert (tmp_path / "o" / "config.resolved.yaml").is_file()
+    assert main(["explain", str(tmp_path / "nope.pt"), *_records(ptbxl_sample, 1), "--out", str(tmp_path / "o")]) == 1
+    assert "nope.pt" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["explain", str(ckpt), "--out", str(tmp_path / "o")])  # no record given
+
+
+def test_prototype_gallery(ptbxl_sample, tmp_path, capsys):
+    ckpt = tmp_path / "m.pt"
+    _, meta = tiny_checkpoint(ckpt, str(ptbxl_sample))
+    assert main(["prototypes", str(ckpt), "--out", str(tmp_path / "g"), "--branch", "global", "--dpi", "30"]) == 0
+    pngs = sorted((tmp_path / "g").glob("prototype_*.png"))
+    chosen = [p for p in meta["prototypes"] if p["branch"] == "global"]
+    assert [f.name for f in pngs] == [f"prototype_{p['index']:04d}.png" for p in chosen]
+    index = (tmp_path / "g" / "index.html").read_text()
+    assert index.count("<img ") == len(chosen) and "global branch" in index and "rhythm branch" not in index
+    assert f"{len({p['ecg_id'] for p in chosen})} unique source ECGs" in index
