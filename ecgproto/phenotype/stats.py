@@ -29,40 +29,60 @@ class NullFit:
     converged: np.ndarray
 
 
-def fit_null(Y: np.ndarray, mask: np.ndarray, Z: np.ndarray, max_iter: int = 50, tol: float = 1e-8,
-             ridge: float = 1e-8) -> NullFit:
+def fit_null(Y: np.ndarray, mask: np.ndarray, Z: np.ndarray, max_iter: int = 50, tol: float = 1e-8) -> NullFit:
     """Batched Newton–Raphson of the covariate-only logistic model for every phecode.
 
-    Y (n, K) 0/1, mask (n, K) bool, Z (n, c) float (first column usually the intercept).
-    A covariate that is constant within a phecode's mask (e.g. sex for a sex-specific
-    phecode) is handled by the tiny ``ridge`` (its coefficient stays ~0).
+    Y (n, K) 0/1, mask (n, K) bool, Z (n, c) float with the intercept first. A covariate that
+    is constant within a phecode's mask (e.g. sex for a sex-specific phecode) is dropped for
+    that phecode (its rows/columns of ``m_inv`` are zero). Phecodes sharing the same set of
+    kept covariates are fitted together.
     """
     Y = np.asarray(Y, dtype=np.float64)
     M = np.asarray(mask, dtype=np.float64)
     Z = np.asarray(Z, dtype=np.float64)
     n, K = Y.shape
     c = Z.shape[1]
-    # start from the intercept-only solution
+    cnt = np.maximum(M.sum(0), 1)
+    mean = (M.T @ Z) / cnt[:, None]
+    var = (M.T @ (Z * Z)) / cnt[:, None] - mean**2
+    keep = var > 1e-12 * np.maximum(1.0, mean**2)
+    keep[:, 0] = True
+    mu = np.zeros((n, K))
+    m_inv = np.zeros((K, c, c))
+    converged = np.zeros(K, dtype=bool)
+    patterns, which = np.unique(keep, axis=0, return_inverse=True)
+    for g, pattern in enumerate(patterns):
+        ks = np.flatnonzero(which.ravel() == g)
+        cols = np.flatnonzero(pattern)
+        mu_g, inv_g, conv_g = _newton(Y[:, ks], M[:, ks], Z[:, cols], max_iter, tol)
+        mu[:, ks] = mu_g
+        m_inv[np.ix_(ks, cols, cols)] = inv_g
+        converged[ks] = conv_g
+    return NullFit(mu=mu, m_inv=m_inv, converged=converged)
+
+
+def _newton(Y: np.ndarray, M: np.ndarray, Z: np.ndarray, max_iter: int, tol: float):
+    """Newton–Raphson for K logistic fits sharing the design Z (n, c); returns (mu, inv info, converged)."""
+    n, K = Y.shape
+    c = Z.shape[1]
+    ZZ = (Z[:, :, None] * Z[:, None, :]).reshape(n, c * c)
     prev = np.clip((Y * M).sum(0) / np.maximum(M.sum(0), 1), 1e-6, 1 - 1e-6)
     beta = np.zeros((K, c))
     beta[:, 0] = np.log(prev / (1 - prev))
-    eye = np.eye(c) * ridge
     converged = np.zeros(K, dtype=bool)
     for _ in range(max_iter):
-        eta = Z @ beta.T
-        mu = special.expit(eta)
+        mu = special.expit(Z @ beta.T)
         w = M * mu * (1 - mu)
-        grad = Z.T @ (M * (Y - mu))  # (c, K)
-        H = np.einsum("ni,nk,nj->kij", Z, w, Z, optimize=True) + eye
-        step = np.linalg.solve(H, grad.T[:, :, None])[:, :, 0]
+        grad = (M * (Y - mu)).T @ Z  # (K, c)
+        H = (w.T @ ZZ).reshape(K, c, c)
+        step = np.linalg.solve(H, grad[:, :, None])[:, :, 0]
         beta = beta + np.where(converged[:, None], 0.0, step)
         converged |= np.abs(step).max(1) < tol
         if converged.all():
             break
     mu = special.expit(Z @ beta.T) * M
-    w = mu * (1 - mu)
-    H = np.einsum("ni,nk,nj->kij", Z, w, Z, optimize=True) + eye
-    return NullFit(mu=mu, m_inv=np.linalg.inv(H), converged=converged)
+    H = ((mu * (1 - mu)).T @ ZZ).reshape(K, c, c)
+    return mu, np.linalg.inv(H), converged
 
 
 @dataclass(frozen=True)
