@@ -84,3 +84,16 @@ def test_normalize_statement() -> None:
     assert normalize_statement("Sinus rhythm.") == "sinus rhythm"
     assert normalize_statement("Possible right atrial abnormality") == "right atrial abnormality [hedged]"
     assert normalize_statement("  --  ") == ""
+
+
+def test_admission_unit_with_cluster_robust_tests_and_mean_ecg() -> None:
+    cfg = PhenotypeConfig(min_cases=20, min_controls=20, permutations=0, auroc_phecodes=(), unit="admission",
+                          ecg_per_admission="mean", firth_below_cases=30, min_concept_count=5)
+    res = _run(simulate(300, seed=6), cfg)
+    assert res.metadata["cohort_flow"]["units"] > 300  # several admissions per patient
+    assert "admissions_not_first_of_patient" not in res.metadata["cohort_flow"]
+    t = res.families["prototype"].table
+    assert t["covariates"].str.contains("cluster-robust").all()
+    hits = t[(t["q_bh"] < 0.05) & (t["phecode"] == "427.21")]
+    assert {"P0000", "P0001"} <= set(hits["feature_id"])
+    assert set(hits["refit_method"]) <= {"wald_cluster", "firth"}
