@@ -58,10 +58,18 @@ def manhattan(result: PhenotypeResult) -> bytes:
         for up, marker in ((True, "^"), (False, "v")):
             sel = (sign > 0) == up
             ax.scatter(x[sel], y[sel], c=[cmap(c % 20) for c in cats[sel]], marker=marker, s=22, edgecolors="none")
-        ax.axhline(-np.log10(0.05), ls=":", c="grey", lw=0.8)
-        ax.axhline(-np.log10(result.metadata["phecode_line_p"]), ls="-.", c="tab:blue", lw=0.8)
-        ax.axhline(-np.log10(fr.bonferroni_p), ls="--", c="tab:red", lw=0.8)
+        ax.axhline(-np.log10(0.05), ls=":", c="grey", lw=0.8, label="p = 0.05")
+        ax.axhline(-np.log10(result.metadata["phecode_line_p"]), ls="-.", c="tab:blue", lw=0.8, label="0.05 / phecodes")
+        ax.axhline(-np.log10(fr.bonferroni_p), ls="--", c="tab:red", lw=0.8, label="Bonferroni (family)")
+        strings = result.cohort.phecodes["phecode_string"].to_numpy()
+        for k in np.argsort(-y)[:3]:
+            if best[k] < fr.bonferroni_p:
+                ax.annotate(f"{result.cohort.phecodes['phecode'].iloc[k]} {str(strings[k])[:28]}", (x[k], y[k]),
+                            fontsize=6, xytext=(3, 2), textcoords="offset points")
+        ax.set_ylim(bottom=0, top=max(float(np.nanmax(y, initial=1.0)), -np.log10(fr.bonferroni_p)) * 1.15)
         ax.set_ylabel("best −log10 p")
+        if ax is axes[0, 0]:
+            ax.legend(fontsize=6, loc="upper left")
         ax.set_title(f"{FAMILY_TITLES.get(name, name)}: best of {p.shape[1]} features per phecode", fontsize=9)
     starts = ph.groupby("cat_rank").head(1).index.to_numpy()
     mids = [(s + e) / 2 for s, e in zip(starts, list(starts[1:]) + [len(ph)])]
