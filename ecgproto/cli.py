@@ -19,8 +19,8 @@ from ecgproto.configuration import ConfigError
 COMMANDS: dict[str, tuple[str, bool]] = {
     "synth": ("write a synthetic PTB-XL- and MIMIC-IV-shaped archive (WFDB + CSV)", True),
     "prepare": ("read, validate, filter and cache an archive as a memory-mapped array", True),
-    "train": ("staged training of the three prototype branches and the fusion head", False),
-    "project": ("project prototypes onto training ECG segments (stored with provenance)", False),
+    "train": ("staged training of the three prototype branches and the fusion head", True),
+    "project": ("project prototypes onto training ECG segments (stored with provenance)", True),
     "evaluate": ("dataset-level metrics with bootstrap CIs and an HTML report", False),
     "score": ("batch-score a WFDB folder, manifest, PTB-XL or MIMIC-IV-ECG archive", True),
     "explain": ("case-based explanations (12-lead plots + HTML) for given records", True),

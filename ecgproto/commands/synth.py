@@ -35,7 +35,10 @@ def run(args: argparse.Namespace) -> int:
             cfg = dataclasses.replace(cfg, synth=dataclasses.replace(cfg.synth, **changes))
         except ValueError as exc:
             raise ValueError(f"invalid option: {exc}") from exc
-    summary = write_synthetic_archive(args.out, cfg.synth, overwrite=args.force)
+    try:
+        summary = write_synthetic_archive(args.out, cfg.synth, overwrite=args.force)
+    except FileExistsError as exc:
+        raise ValueError(str(exc)) from exc
     save_resolved_config(cfg, args.out)
     timings = summary.pop("timings")
     ptb = summary["ptbxl"]

@@ -2,7 +2,7 @@
 
 Signals are read batch by batch from the archive's memory map (one fancy-index
 read per batch), never copied as a whole. Shuffling uses a generator seeded from
-``(seed, epoch)`` so that an epoch's order is reproducible and independent of
+``seed + epoch`` so that an epoch's order is reproducible and independent of
 how many epochs ran before (needed for resume). Augmentation is off by default.
 """
 
@@ -115,25 +115,6 @@ class ArchiveDataset(Dataset):
         return out
 
 
-class SeededShuffleSampler(Sampler[int]):
-    """Permutation drawn from ``torch.Generator().manual_seed(seed * 1_000_003 + epoch)``."""
-
-    def __init__(self, n: int, seed: int) -> None:
-        self.n = int(n)
-        self.seed = int(seed)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __iter__(self):
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=gen).tolist())
-
-
 def collate(batch: list[tuple[torch.Tensor, torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Stack items into ``(signals (B,12,T), labels (B,71), rows (B,) int64)``."""
     signals = torch.stack([b[0] for b in batch])
@@ -147,24 +128,25 @@ def make_loader(
     batch_size: int,
     shuffle: bool,
     seed: int = 0,
-    distributed: bool = False,
+    world_size: int = 1,
+    rank: int = 0,
     num_workers: int = 0,
     drop_last: bool = False,
 ) -> DataLoader:
-    """DataLoader with deterministic order; call ``set_loader_epoch(loader, e)`` before each epoch.
+    """DataLoader with a deterministic order; call ``set_loader_epoch(loader, e)`` before each epoch.
 
-    ``distributed=True`` shards the split with a ``DistributedSampler`` (same seed on every rank).
-    Evaluation loaders (``shuffle=False``) keep dataset order.
+    Shuffled loaders use a ``DistributedSampler`` (permutation from a generator seeded with
+    ``seed + epoch``) for every ``world_size``, so a 1-process run and each rank of a torchrun
+    run draw their order the same way; ``world_size > 1`` gives each rank its shard.
+    Unshuffled single-process loaders keep dataset order.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    sampler: Sampler[int] | None
-    if distributed:
-        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
-    elif shuffle:
-        sampler = SeededShuffleSampler(len(dataset), seed)
-    else:
-        sampler = None
+    sampler: Sampler[int] | None = None
+    if shuffle or world_size > 1:
+        sampler = DistributedSampler(
+            dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last
+        )
     return DataLoader(
         dataset,
         batch_size=batch_size,

@@ -72,6 +72,7 @@ class ProtoECGNet(nn.Module):
                 f"expected signals shaped (B, 12, {self.n_samples}) at {self.fs} Hz, got {tuple(x.shape)}; "
                 f"resample/crop records to {self.n_samples} samples"
             )
+        x = x.to(self.input_mean.dtype)
         return (x - self.input_mean[:, None]) / self.input_std[:, None]
 
     # ---- forward --------------------------------------------------------------------------

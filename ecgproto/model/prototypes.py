@@ -75,14 +75,14 @@ def _eps_norm(x: torch.Tensor) -> torch.Tensor:
 def scaled_cosine(windows: torch.Tensor, prototypes: torch.Tensor, scale: float) -> torch.Tensor:
     """windows (B, W, D_w), prototypes (P, D_w) → window similarities (B, P, W)."""
     win = windows / _eps_norm(windows).unsqueeze(-1)
-    pro = prototypes / _eps_norm(prototypes).unsqueeze(-1)
-    return scale * torch.einsum("pd,bwd->bpw", pro, win)
+    pro = prototypes * (scale / _eps_norm(prototypes)).unsqueeze(-1)
+    return torch.einsum("pd,bwd->bpw", pro, win)
 
 
 def pool_windows(window_similarities: torch.Tensor, rule: str) -> torch.Tensor:
     """(B, P, W) → (B, P) with the branch's pooling rule ("max" or "mean")."""
     if rule == "max":
-        return window_similarities.amax(dim=-1)
+        return window_similarities.max(dim=-1).values
     if rule == "mean":
         return window_similarities.mean(dim=-1)
     raise ValueError(f"unknown pooling rule {rule!r}; expected 'max' or 'mean'")

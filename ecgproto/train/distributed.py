@@ -17,14 +17,12 @@ import torch.distributed as dist
 
 @dataclass(frozen=True)
 class DistInfo:
-    """Rank and world size of this process (rank 0 of 1 when not distributed)."""
+    """Rank and world size of this process; ``enabled`` when it belongs to a process group
+    (branch stages then run in DistributedDataParallel, even for a world of one)."""
 
     rank: int = 0
     world_size: int = 1
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
+    enabled: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -39,7 +37,7 @@ def init_distributed() -> DistInfo:
     if not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend=backend)
-    return DistInfo(dist.get_rank(), dist.get_world_size())
+    return DistInfo(dist.get_rank(), dist.get_world_size(), True)
 
 
 def shutdown_distributed(info: DistInfo) -> None:

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ecgproto.evaluate.metrics import macro_auroc
 from ecgproto.evaluate.thresholds import tune_thresholds
@@ -21,6 +20,7 @@ from ecgproto.progress import progress
 from ecgproto.train.branch_io import eval_mode
 from ecgproto.train.checkpoint import plain_state_dict
 from ecgproto.train.distributed import gather_rows, shard
+from ecgproto.model.losses import fusion_loss
 from ecgproto.train.losses_adapter import pos_weight_for
 
 if TYPE_CHECKING:
@@ -102,8 +102,7 @@ def run_fusion(trainer: Trainer, budget: list[float]) -> bool:
         for start in range(0, n, bs):
             idx = order[start : start + bs]
             logits = model.fusion(x_train[idx])
-            bce = F.binary_cross_entropy_with_logits(logits, y_train[idx], pos_weight=pos_weight)
-            loss = bce + cfg.model.loss.l1_fusion * model.fusion.l1_penalty()
+            loss = fusion_loss(logits, y_train[idx], model.fusion.l1_penalty(), cfg.model.loss, pos_weight)["total"]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -30,7 +30,7 @@ from ecgproto.train.branch_io import BranchRunner
 from ecgproto.train.checkpoint import atomic_torch_save, plain_state_dict
 from ecgproto.train.config import StageConfig
 from ecgproto.train.distributed import DistInfo, gather_rows, shard
-from ecgproto.train.losses_adapter import build_branch_criterion, pos_weight_for
+from ecgproto.train.losses_adapter import build_branch_criterion
 from ecgproto.train.projection import project_branch
 from ecgproto.train.stages import (
     WarmupHead,
@@ -210,14 +210,13 @@ class Trainer:
         if scheduler is not None and s.scheduler is not None:
             scheduler.load_state_dict(s.scheduler)
         cols = label_table().indices(group)
-        pos_weight = pos_weight_for(self.train_labels[:, cols], self.cfg.model.loss.pos_weight_cap)
         criterion = build_branch_criterion(self.model, group, self.train_labels, self.cfg.model.loss)
         runner: torch.nn.Module = BranchRunner(self.model, group)
         if self.dist.enabled:
-            runner = DistributedDataParallel(runner, broadcast_buffers=True)
+            runner = DistributedDataParallel(runner)
         loader = make_loader(
             self.dataset, tcfg.batch_size, shuffle=True, seed=self.cfg.seed * 100 + s.phase,
-            distributed=self.dist.enabled,
+            world_size=self.dist.world_size, rank=self.dist.rank,
         )
         while s.epoch < stage.epochs:
             if budget[0] <= 0:
@@ -230,8 +229,7 @@ class Trainer:
             for x, y, _ in progress(loader, desc=f"{phase.name} {s.epoch + 1}/{stage.epochs}", unit="batch"):
                 yg = y[:, cols]
                 out = runner(x)
-                loss, terms = stage_loss(setup, self.model, out, yg, criterion, pos_weight,
-                                         self.cfg.model.loss.l1_last_layer)
+                loss, terms = stage_loss(setup, self.model, out, yg, criterion)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -1,4 +1,4 @@
-"""Training-side construction of the model's losses (pos_weight, co-occurrence, combined loss)."""
+"""Training-side construction of the model's losses (pos_weight, co-occurrence, branch loss)."""
 
 from __future__ import annotations
 
@@ -11,23 +11,28 @@ from ecgproto.data.labels import label_table
 
 
 def pos_weight_for(labels: np.ndarray, cap: float) -> torch.Tensor:
-    """BCE ``pos_weight`` (C,) = (N − n_c) / n_c from training labels (N, C), capped at ``cap``.
+    """BCE ``pos_weight`` (C,) from training labels (N, C): (N − n_c)/n_c capped (model.losses rule)."""
+    from ecgproto.model.losses import pos_weight_from_labels
 
-    A class without training positives gets 1 (its positive term never occurs).
-    """
-    labels = np.asarray(labels, dtype=np.float64)
-    n = labels.shape[0]
-    pos = labels.sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        w = np.where(pos > 0, (n - pos) / np.maximum(pos, 1), 1.0)
-    return torch.from_numpy(np.clip(w, 1e-3, cap).astype(np.float32))
-
-
-def build_branch_criterion(model: torch.nn.Module, group: str, train_labels: np.ndarray, loss_cfg: Any):
-    """The model's combined prototype loss for branch ``group`` (joint stage)."""
-    raise NotImplementedError("waiting for ecgproto.model.losses")
+    return pos_weight_from_labels(np.asarray(labels), cap)
 
 
 def cooccurrence_for(train_labels: np.ndarray, group: str) -> np.ndarray:
-    """Jaccard co-occurrence (C_g, C_g) of the group's labels in the training split."""
-    raise NotImplementedError("waiting for ecgproto.model.losses")
+    """Jaccard co-occurrence (C_g, C_g) of the group's labels over the training split (N, 71)."""
+    from ecgproto.model.losses import jaccard_cooccurrence
+
+    return jaccard_cooccurrence(np.asarray(train_labels)[:, label_table().indices(group)])
+
+
+def build_branch_criterion(model: torch.nn.Module, group: str, train_labels: np.ndarray, loss_cfg: Any):
+    """``BranchLoss`` of branch ``group`` with pos_weight and co-occurrence from the training labels."""
+    from ecgproto.model.losses import BranchLoss
+
+    cols = label_table().indices(group)
+    branch = model.branches[group]
+    return BranchLoss(
+        loss_cfg,
+        branch.prototype_class_identity,
+        cooccurrence_for(train_labels, group),
+        pos_weight_for(np.asarray(train_labels)[:, cols], loss_cfg.pos_weight_cap),
+    )

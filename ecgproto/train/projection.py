@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from ecgproto.data.labels import label_table
@@ -182,6 +183,20 @@ def project_branch(
             )
         provenance.append(row)
     return provenance, int((~placed).sum()), n_shared
+
+
+PROVENANCE_INT_COLUMNS = (
+    "ecg_id", "archive_row", "window", "window_start", "window_end", "rf_start", "rf_end", "lead_start", "lead_end",
+)
+
+
+def provenance_frame(provenance: list[dict[str, Any]]) -> pd.DataFrame:
+    """Provenance rows as a table (integer columns nullable, one row per prototype)."""
+    frame = pd.DataFrame(provenance)
+    for col in PROVENANCE_INT_COLUMNS:
+        if col in frame:
+            frame[col] = frame[col].astype("Int64")
+    return frame
 
 
 def project_model(

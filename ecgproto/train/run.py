@@ -2,7 +2,8 @@
 
 Outputs in ``out_dir`` (rank 0 only): ``model.pt`` (checkpoint), ``train_log.csv`` (one row
 per epoch and phase), ``train_summary.json`` (validation and test-fold macro AUROC of the
-fused model and of each branch, timings, projection counts) and ``train_state.pt``
+fused model and of each branch, timings, projection counts), ``prototypes.csv`` (provenance
+of every prototype) and ``train_state.pt``
 (resumable training state).
 """
 
@@ -29,11 +30,13 @@ from ecgproto.train.distributed import DistInfo, gather_rows, shard
 from ecgproto.train.fusion import cached_features, fusion_probs
 from ecgproto.train.loop import Trainer
 from ecgproto.train.losses_adapter import cooccurrence_for
+from ecgproto.train.projection import provenance_frame
 from ecgproto.train.stages import branch_auroc, predict_branch
 
 MODEL_NAME = "model.pt"
 LOG_NAME = "train_log.csv"
 SUMMARY_NAME = "train_summary.json"
+PROTOTYPES_NAME = "prototypes.csv"
 
 
 @dataclass
@@ -49,8 +52,14 @@ def configure_torch(cfg: Config) -> None:
     torch.set_num_threads(max(1, cfg.train.threads))
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
-    if cfg.train.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    if cfg.train.deterministic and not torch.are_deterministic_algorithms_enabled():
+        # the public torch.use_deterministic_algorithms also imports the torch.compile stack
+        # (seconds on a small CPU box) only to set an inductor flag this CPU trainer never uses
+        setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+        if setter is not None:
+            setter(True, warn_only=True)
+        else:
+            torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def build_model(cfg: Config, archive: Any) -> torch.nn.Module:
@@ -158,7 +167,11 @@ def train_model(
         "config_hash": cfg.hash,
     }
     if trainer.dist.is_main:
-        save_checkpoint(out_dir / MODEL_NAME, model, checkpoint_meta(trainer, metrics["val"]))
+        meta = checkpoint_meta(trainer, metrics["val"])
+        save_checkpoint(out_dir / MODEL_NAME, model, meta)
         write_log(trainer)
+        tmp = out_dir / f".{PROTOTYPES_NAME}.tmp"
+        provenance_frame(meta["prototypes"]).to_csv(tmp, index=False)
+        os.replace(tmp, out_dir / PROTOTYPES_NAME)
         _write_json(out_dir / SUMMARY_NAME, summary)
     return TrainOutcome(model, summary)

@@ -7,12 +7,12 @@ frozen BatchNorm/dropout never drift (reference bug 9).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ecgproto.data.labels import label_table
 from ecgproto.evaluate.metrics import macro_auroc
@@ -93,47 +93,20 @@ def setup_stage(model: torch.nn.Module, group: str, name: str, head: WarmupHead 
     return StageSetup(name, group, params, train_modules, head)
 
 
-def offclass_l1(branch: torch.nn.Module) -> torch.Tensor:
-    """Σ |W_cj| over off-class connections (prototype j not of class c) of the last layer."""
-    identity = branch.prototype_class_identity.to(branch.last_layer.weight.dtype)  # (P, C)
-    return (branch.last_layer.weight.abs() * (1.0 - identity.T)).sum()
-
-
-def stage_logits(setup: StageSetup, out: Any) -> torch.Tensor:
-    """(B, C_g) logits the stage is trained and selected on."""
-    if setup.name == "warmup":
-        return setup.head(out.latent)
-    return out.logits
-
-
 def stage_loss(
-    setup: StageSetup,
-    model: torch.nn.Module,
-    out: Any,
-    y: torch.Tensor,
-    criterion: torch.nn.Module,
-    pos_weight: torch.Tensor,
-    l1_last_layer: float,
+    setup: StageSetup, model: torch.nn.Module, out: Any, y: torch.Tensor, criterion: torch.nn.Module
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Loss of one batch and its named terms. ``y``: (B, C_g) float targets of the branch's group."""
-    if setup.name == "joint":
-        result = criterion(out, y)
-        return _split_loss(result)
-    logits = stage_logits(setup, out)
-    bce = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
+    """Loss of one batch and its named terms. ``y``: (B, C_g) float targets of the branch's group.
+
+    ``criterion`` is the branch's ``BranchLoss``: joint = BCE + clustering + separation +
+    diversity + contrastive; last_layer = BCE + L1 on off-class last-layer weights;
+    warm-up = BCE on the temporary head's logits.
+    """
     if setup.name == "warmup":
-        return bce, {"bce": float(bce.detach())}
-    l1 = offclass_l1(model.branches[setup.group])
-    total = bce + l1_last_layer * l1
-    return total, {"bce": float(bce.detach()), "l1_offclass": float(l1.detach())}
-
-
-def _split_loss(result: Any) -> tuple[torch.Tensor, dict[str, float]]:
-    """Accept ``total`` or ``(total, {term: value})`` from the model's combined loss."""
-    if isinstance(result, tuple):
-        total, terms = result
-        return total, {k: float(v.detach() if torch.is_tensor(v) else v) for k, v in terms.items()}
-    return result, {"loss": float(result.detach())}
+        out = dataclasses.replace(out, logits=setup.head(out.latent))
+    terms = criterion(out, y, model.branches[setup.group], stage=setup.name)
+    total = terms.pop("total")
+    return total, {k: float(v.detach()) for k, v in terms.items()}
 
 
 @torch.no_grad()

@@ -105,3 +105,15 @@ def test_predict_arrays_matches_forward():
     for g, b in out.branch.items():
         np.testing.assert_allclose(pred.branch_probs[g], torch.sigmoid(b.logits).numpy(), atol=1e-5)
         np.testing.assert_array_equal(pred.best_windows[g], b.window_similarities.argmax(-1).numpy())
+
+
+def test_seeded_tiny_model_matches_stored_outputs():
+    """Numeric drift guard: seed 0 tiny model, fixed input (values recorded with torch 2.13 CPU)."""
+    model = _model().eval()
+    x = torch.from_numpy(np.random.default_rng(0).normal(size=(2, 12, N_SAMPLES)).astype(np.float32))
+    with torch.no_grad():
+        out = model(x)
+    logits = [0.385235, -0.106713, 2.928924, -0.070101, -0.027674, -0.107916, 2.186561, -0.065608]
+    sims = [-0.032132, -0.257661, -0.5009, 0.080371, -0.033881, -0.084529, 0.647936, 0.039243]
+    np.testing.assert_allclose(out.logits[:, [0, 4, 40, 70]].flatten().numpy(), logits, atol=1e-4)
+    np.testing.assert_allclose(out.similarities[:, [0, 50, 100, 144]].flatten().numpy(), sims, atol=1e-4)
