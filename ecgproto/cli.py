@@ -9,25 +9,34 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 from collections.abc import Sequence
 
 from ecgproto import __version__
 from ecgproto.configuration import ConfigError
 
-# name -> (one-line help, implemented?)
-COMMANDS: dict[str, tuple[str, bool]] = {
-    "synth": ("write a synthetic PTB-XL- and MIMIC-IV-shaped archive (WFDB + CSV)", True),
-    "prepare": ("read, validate, filter and cache an archive as a memory-mapped array", True),
-    "train": ("staged training of the three prototype branches and the fusion head", True),
-    "project": ("project prototypes onto training ECG segments (stored with provenance)", True),
-    "evaluate": ("dataset-level metrics with bootstrap CIs and an HTML report", False),
-    "score": ("batch-score a WFDB folder, manifest, PTB-XL or MIMIC-IV-ECG archive", True),
-    "explain": ("case-based explanations (12-lead plots + HTML) for given records", True),
-    "prototypes": ("render the gallery of projected prototypes", True),
-    "phenotype": ("prototype-to-phecode association report on a MIMIC-IV cohort", True),
-    "demo": ("run the whole pipeline on the embedded synthetic archive", False),
+# name -> one-line help; a command is implemented when ecgproto/commands/<name>.py exists
+COMMAND_HELP: dict[str, str] = {
+    "synth": "write a synthetic PTB-XL- and MIMIC-IV-shaped archive (WFDB + CSV)",
+    "prepare": "read, validate, filter and cache an archive as a memory-mapped array",
+    "train": "staged training of the three prototype branches and the fusion head",
+    "project": "project prototypes onto training ECG segments (stored with provenance)",
+    "evaluate": "dataset-level metrics with bootstrap CIs and an HTML report",
+    "score": "batch-score a WFDB folder, manifest, PTB-XL or MIMIC-IV-ECG archive",
+    "explain": "case-based explanations (12-lead plots + HTML) for given records",
+    "prototypes": "render the gallery of projected prototypes",
+    "phenotype": "prototype-to-phecode association report on a MIMIC-IV cohort",
+    "demo": "run the whole pipeline on the embedded synthetic archive",
 }
+
+
+def _implemented(name: str) -> bool:
+    return importlib.util.find_spec(f"ecgproto.commands.{name}") is not None
+
+
+# name -> (one-line help, implemented?)
+COMMANDS: dict[str, tuple[str, bool]] = {n: (h, _implemented(n)) for n, h in COMMAND_HELP.items()}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -41,6 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "outputs concatenated in order equal the unsharded output")
     parser.add_argument("--save-similarities", action="store_true",
                         help="also write similarities.parquet (record_id + every prototype similarity)")
+    parser.add_argument("--calibrate-ood", action="store_true",
+                        help="instead of scoring INPUT, calibrate the OOD flag on the validation folds of the "
+                             "PTB-XL-layout folder INPUT and write OUT/<checkpoint>.ood.pt (flag rate: "
+                             "--ood-flag-rate, default 0.05)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,6 +60,15 @@ def run(args: argparse.Namespace) -> int:
                            shard=parse_shard(args.shard), save_similarities=args.save_similarities,
                            resume=args.resume, input_kind=args.input_kind, id_column=args.id_column,
                            ood_flag_rate=score_cfg.ood_flag_fraction)
+    if args.calibrate_ood:
+        from ecgproto.score.calibrate import calibrate_checkpoint
+
+        rate = 0.05 if args.ood_flag_rate is None else args.ood_flag_rate
+        target = calibrate_checkpoint(args.checkpoint, args.input, args.out, rate,
+                                      dataclasses.replace(options, ood_flag_rate=None))
+        save_resolved_config(cfg, args.out)
+        print(f"wrote calibrated checkpoint {target} (OOD flag rate {rate:g} on the validation folds)")
+        return 0
     summary = score_archive(args.checkpoint, args.input, args.out, options)
     save_resolved_config(cfg, args.out)
     print(json.dumps({"status_counts": summary.status_counts, "n_records": summary.n_records,

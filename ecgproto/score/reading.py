@@ -8,6 +8,9 @@ Standardisation lives inside the model.
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,3 +72,15 @@ def read_batch(paths: list[str], prep: Preprocessing) -> ReadBatch:
     else:
         signals = np.zeros((0, 12, prep.n_samples), dtype=np.float32)
     return ReadBatch(signals, status, message)
+
+
+def _exit_when_orphaned(parent_pid: int, poll_s: float) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(poll_s)
+    os._exit(1)
+
+
+def worker_init(parent_pid: int, poll_s: float = 0.5) -> None:
+    """Reader-process initializer: exit as soon as the scoring process is gone (e.g. SIGKILLed),
+    instead of lingering as an orphan blocked on its task queue."""
+    threading.Thread(target=_exit_when_orphaned, args=(parent_pid, poll_s), daemon=True).start()

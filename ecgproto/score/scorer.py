@@ -16,6 +16,7 @@ import json
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -29,7 +30,7 @@ import torch
 from ecgproto.progress import progress
 from ecgproto.score.columns import OutputSpec, build_rows
 from ecgproto.score.ood import ood_threshold
-from ecgproto.score.reading import Preprocessing, ReadBatch, read_batch
+from ecgproto.score.reading import Preprocessing, ReadBatch, read_batch, worker_init
 from ecgproto.score.sources import RecordList, list_records, shard_chunks
 from ecgproto.score.store import SCORES_PARQUET, ChunkStore
 
@@ -53,6 +54,7 @@ class ScoreOptions:
     input_kind: str | None = None  # None = autodetect
     id_column: str | None = None  # manifest id column
     ood_flag_rate: float | None = None  # None = the checkpoint's calibrated rate
+    folds: tuple[int, ...] | None = None  # PTB-XL input only: score just these strat_fold values
 
 
 @dataclass
@@ -109,7 +111,7 @@ def forward_batch(model: torch.nn.Module, signals: np.ndarray) -> tuple[np.ndarr
         return torch.sigmoid(out.logits).float().numpy(), out.similarities.float().numpy()
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -138,11 +140,11 @@ class _InlineExecutor(Executor):
 def _executor(workers: int) -> Executor:
     if workers <= 0:
         return _InlineExecutor()
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    ctx = multiprocessing.get_context(method)
-    if method == "forkserver":
-        ctx.set_forkserver_preload(["ecgproto.score.reading"])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    # fork where available (as torch's DataLoader does): workers start at once and need no
+    # `if __name__ == "__main__"` guard in the caller's script; they run no torch code.
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method),
+                               initializer=worker_init, initargs=(os.getpid(),))
 
 
 def _read_ahead(executor: Executor, tasks: Iterator[tuple[int, int, int, bool]], paths: np.ndarray,
@@ -161,28 +163,38 @@ def _read_ahead(executor: Executor, tasks: Iterator[tuple[int, int, int, bool]],
 
 def score_archive(checkpoint: str | Path, input_path: str | Path, out_dir: str | Path,
                   options: ScoreOptions = ScoreOptions()) -> ScoreSummary:
-    """Score every record of ``input_path`` with ``checkpoint`` into ``out_dir``.
+    """Score every record of ``input_path`` with the checkpoint file ``checkpoint`` into ``out_dir``.
 
     Writes ``scores.parquet``, ``scores.csv`` (and ``similarities.parquet``), ``summary.json``
     and ``scoring_manifest.json``; see :mod:`ecgproto.score.columns` for the columns.
     """
     from ecgproto.train.checkpoint import load_checkpoint
 
-    checkpoint, out_dir = Path(checkpoint), Path(out_dir)
+    checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint {checkpoint} not found; give the .pt file written by `ecgproto train`")
+    model, meta = load_checkpoint(checkpoint)
+    return score_model(model, meta, input_path, out_dir, options, model_id=file_sha256(checkpoint))
+
+
+def score_model(model: torch.nn.Module, meta: dict, input_path: str | Path, out_dir: str | Path,
+                options: ScoreOptions = ScoreOptions(), model_id: str = "") -> ScoreSummary:
+    """:func:`score_archive` for an already loaded model and its checkpoint ``meta``.
+
+    ``model_id`` identifies the model for ``--resume`` (the checkpoint's sha256).
+    """
+    out_dir = Path(out_dir)
     if options.batch_size < 1 or options.chunk_size < 1:
         raise ValueError(f"batch size and chunk size must be >= 1 (got {options.batch_size}, {options.chunk_size})")
     if options.threads > 0:
         torch.set_num_threads(options.threads)
-    model, meta = load_checkpoint(checkpoint)
     model.eval()
     prep = Preprocessing.from_meta(meta)
-    records: RecordList = list_records(input_path, prep.fs, options.input_kind, options.id_column)
+    records: RecordList = list_records(input_path, prep.fs, options.input_kind, options.id_column, options.folds)
     spec, notes = output_spec(model, meta, records.id_columns, options.top_k, options.ood_flag_rate)
     chunks = list(shard_chunks(len(records), options.chunk_size, options.shard))
     fingerprint = {
-        "checkpoint_sha256": _file_sha256(checkpoint), "input_kind": records.kind, "input": str(records.root),
+        "model": model_id, "input_kind": records.kind, "input": str(records.root),
         "records_sha256": records.fingerprint(), "n_records": len(records), "chunk_size": options.chunk_size,
         "batch_size": options.batch_size, "top_k": options.top_k, "shard": list(options.shard),
         "save_similarities": options.save_similarities, "ood_threshold": spec.ood_threshold,

@@ -74,25 +74,32 @@ def detect_kind(input_path: str | Path) -> str:
 
 
 def list_records(input_path: str | Path, sampling_rate: int, kind: str | None = None,
-                 id_column: str | None = None) -> RecordList:
+                 id_column: str | None = None, folds: tuple[int, ...] | None = None) -> RecordList:
     """Enumerate the records of ``input_path`` in a deterministic order.
 
     ``sampling_rate`` (Hz) is the model's rate: it picks PTB-XL's 100 Hz or 500 Hz files.
     ``kind`` forces one of :data:`INPUT_KINDS` (None = autodetect); ``id_column`` names
-    the id column of a manifest.
+    the id column of a manifest; ``folds`` keeps only those PTB-XL ``strat_fold`` values.
     """
     path = Path(input_path)
     kind = kind or detect_kind(path)
     if kind not in INPUT_KINDS:
         raise ValueError(f"unknown input kind {kind!r}; expected one of {list(INPUT_KINDS)}")
+    required = {"ptbxl": path / "ptbxl_database.csv", "mimic": path / "record_list.csv"}.get(kind)
+    if required is not None and not required.is_file():
+        raise ValueError(f"{path} is not a {kind} folder: {required.name} not found")
+    if (kind == "manifest") != path.is_file():
+        raise ValueError(f"{path}: a {kind} input must be {'a CSV file' if kind == 'manifest' else 'a folder'}")
     if id_column is not None and kind != "manifest":
         raise ValueError(f"--id-column only applies to a manifest CSV, but {path} is a {kind} input")
+    if folds is not None and kind != "ptbxl":
+        raise ValueError(f"folds only apply to a PTB-XL folder, but {path} is a {kind} input")
     if kind == "wfdb":
         records = _wfdb_folder(path)
     elif kind == "manifest":
         records = _manifest(path, id_column)
     elif kind == "ptbxl":
-        records = _ptbxl(path, sampling_rate)
+        records = _ptbxl(path, sampling_rate, folds)
     else:
         records = _mimic(path)
     if len(records) == 0:
@@ -139,9 +146,11 @@ def _manifest(csv_path: Path, id_column: str | None) -> RecordList:
     return RecordList("manifest", csv_path.resolve(), (), frame)
 
 
-def _ptbxl(root: Path, sampling_rate: int) -> RecordList:
+def _ptbxl(root: Path, sampling_rate: int, folds: tuple[int, ...] | None) -> RecordList:
     root = root.resolve()
-    db = pd.read_csv(root / "ptbxl_database.csv", usecols=["ecg_id", "filename_lr", "filename_hr"])
+    db = pd.read_csv(root / "ptbxl_database.csv", usecols=["ecg_id", "strat_fold", "filename_lr", "filename_hr"])
+    if folds is not None:
+        db = db[db["strat_fold"].isin(folds)]
     db = db.sort_values("ecg_id", kind="stable").reset_index(drop=True)
     column = "filename_lr" if sampling_rate == 100 else "filename_hr"
     frame = pd.DataFrame({
@@ -153,13 +162,15 @@ def _ptbxl(root: Path, sampling_rate: int) -> RecordList:
 
 
 def _mimic(root: Path) -> RecordList:
+    from ecgproto.data.mimic import load_record_list
+
     root = root.resolve()
-    table = pd.read_csv(root / "record_list.csv", usecols=["subject_id", "study_id", "path"])
+    table = load_record_list(root)
     frame = pd.DataFrame({
         "record_id": table["study_id"].astype(str),
         "subject_id": table["subject_id"].astype("int64"),
         "study_id": table["study_id"].astype("int64"),
-        "path": [str(root / _strip_extension(p)) for p in table["path"]],
+        "path": table["path"].astype(str),
     })
     return RecordList("mimic", root, ("subject_id", "study_id"), frame)
 

@@ -15,13 +15,15 @@ order into ``scores.parquet`` (one row group per chunk), ``scores.csv`` and
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 from pathlib import Path
 
-import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from ecgproto.progress import progress
@@ -38,13 +40,17 @@ def _write_json_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-_NULLABLE_INTS = {pa.int8(): pd.Int8Dtype(), pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype()}
-
-
-def _csv_text(table: pa.Table, header: bool) -> str:
-    """CSV text of ``table``: nulls and NaNs as empty fields, integers stay integers."""
-    frame = table.to_pandas(types_mapper=_NULLABLE_INTS.get)
-    return frame.to_csv(index=False, header=header, lineterminator="\n")
+def _csv_bytes(table: pa.Table, header: bool) -> bytes:
+    """RFC 4180 CSV of ``table`` (strings quoted); NaN and null are empty fields."""
+    columns = []
+    for column in table.columns:
+        if pa.types.is_floating(column.type):
+            column = pc.if_else(pc.is_nan(column), pa.scalar(None, column.type), column)
+        columns.append(column)
+    sink = io.BytesIO()
+    pcsv.write_csv(pa.table(columns, names=table.column_names), sink,
+                   pcsv.WriteOptions(include_header=header, quoting_style="needed"))
+    return sink.getvalue()
 
 
 class ChunkStore:
@@ -107,15 +113,15 @@ class ChunkStore:
     def commit(self, chunk: int, scores: pa.Table, similarities: pa.Table | None) -> None:
         """Atomically store one finished chunk and record it in the manifest."""
         outputs: list[tuple[Path, object]] = [(self._part("scores", chunk, "parquet"), scores),
-                                              (self._part("scores", chunk, "csv"), _csv_text(scores, header=False))]
+                                              (self._part("scores", chunk, "csv"), _csv_bytes(scores, header=False))]
         if self.with_similarities:
             if similarities is None:
                 raise ValueError("similarities requested but not given")
             outputs.append((self._part("similarities", chunk, "parquet"), similarities))
         for path, payload in outputs:
             tmp = path.with_name(path.name + ".tmp")
-            if isinstance(payload, str):
-                tmp.write_text(payload)
+            if isinstance(payload, bytes):
+                tmp.write_bytes(payload)
             else:
                 pq.write_table(payload, tmp)
             os.replace(tmp, path)
@@ -134,10 +140,10 @@ class ChunkStore:
             self._concat_parquet("similarities", similarity_schema, self.out_dir / SIMILARITIES_PARQUET)
         target = self.out_dir / SCORES_CSV
         tmp = target.with_name(target.name + ".tmp")
-        with tmp.open("w") as out:
-            out.write(_csv_text(schema.empty_table(), header=True))
+        with tmp.open("wb") as out:
+            out.write(_csv_bytes(schema.empty_table(), header=True))
             for chunk in self.chunks:
-                with self._part("scores", chunk, "csv").open() as part:
+                with self._part("scores", chunk, "csv").open("rb") as part:
                     shutil.copyfileobj(part, out)
         os.replace(tmp, target)
         self.finished = True
