@@ -87,7 +87,8 @@ def _newton(Y: np.ndarray, M: np.ndarray, Z: np.ndarray, max_iter: int, tol: flo
 
 @dataclass(frozen=True)
 class ScreenResult:
-    """Score-test screen: ``chi2``, ``z`` (signed sqrt, sign of the association), ``p``; all (K, p)."""
+    """Score-test screen: ``chi2``, ``z`` (signed sqrt, sign of the association), ``p``; all (K, p).
+    NaN where the feature is constant (or collinear with the covariates) among a phecode's units."""
 
     chi2: np.ndarray
     z: np.ndarray
@@ -127,16 +128,15 @@ def score_screen(X: np.ndarray, Y: np.ndarray, mask: np.ndarray, Z: np.ndarray, 
         W = fit.mu * (1 - fit.mu)
         U = (R.T.astype(dtype) @ Xd).astype(np.float64)  # (k, p)
         B = np.stack([((W * Z[:, [j]]).T.astype(dtype) @ Xd).astype(np.float64) for j in range(Z.shape[1])], 1)
-        if groups is None:
-            V = (W.T.astype(dtype) @ XX).astype(np.float64)
-            V -= np.einsum("kcp,kcd,kdp->kp", B, fit.m_inv, B, optimize=True)
-        else:
+        V0 = (W.T.astype(dtype) @ XX).astype(np.float64)
+        V = V0 - np.einsum("kcp,kcd,kdp->kp", B, fit.m_inv, B, optimize=True)
+        # feature (nearly) constant or collinear with the covariates among the analysed units: not testable
+        degenerate = V <= 1e-6 * np.maximum(V0, 1e-300)
+        if groups is not None:
             V = _cluster_variance(X, Z, R, B, fit.m_inv, groups)
-        V = np.maximum(V, 1e-300)
+        V = np.where(degenerate, np.nan, np.maximum(V, 1e-300))
         chi2[sl] = U * U / V
         zsc[sl] = U / np.sqrt(V)
-    zero_var = ~np.isfinite(chi2)
-    chi2[zero_var] = 0.0
     return ScreenResult(chi2=chi2, z=zsc, p=stats.chi2.sf(chi2, 1), null_converged=conv)
 
 

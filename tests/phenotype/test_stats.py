@@ -125,3 +125,13 @@ def test_refit_matches_statsmodels_and_switches_to_firth() -> None:
     assert r.or_ci_low < r.or_ < r.or_ci_high
     rare = refit_logit(x[:200], (x[:200] > 7).astype(float), Z[:200], firth_below_cases=100)
     assert rare.method == "firth" and "Firth" in rare.flag and np.isfinite(rare.beta)
+
+
+def test_feature_constant_within_a_phecode_is_not_testable() -> None:
+    X, Y, mask, Z = _data(n=1000, p=3, seed=8)
+    X[:, 1] = np.where(Z[:, 2] == 1, 0.0, X[:, 1])  # constant among men -> untestable for the men-only phecode
+    res = score_screen(X, Y, mask, Z)
+    assert np.isnan(res.p[4, 1]) and np.isfinite(res.p[4, [0, 2]]).all()
+    assert np.isfinite(res.p[:4]).all()
+    q = bh_qvalues(res.p)
+    assert np.isnan(q[4, 1])
