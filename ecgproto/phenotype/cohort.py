@@ -120,7 +120,9 @@ def build_cohort(ecgs: pd.DataFrame, patients: pd.DataFrame, admissions: pd.Data
     linked = linked[has_dx]
 
     pats = patients.drop_duplicates("subject_id").set_index("subject_id")
-    linked = linked[linked["subject_id"].isin(pats.index)] if len(linked) else linked
+    in_patients = linked["subject_id"].isin(pats.index)
+    flow["admissions_subject_not_in_patients"] = int(linked.loc[~in_patients, "hadm_id"].nunique())
+    linked = linked[in_patients]
     sex = pats["gender"].reindex(linked["subject_id"]).astype(str).str.upper().str[0].to_numpy()
     bad_sex = ~np.isin(sex, ["M", "F"])
     flow["admissions_unknown_sex"] = int(linked.loc[bad_sex, "hadm_id"].nunique())

@@ -83,6 +83,9 @@ def test_build_cohort_flow_first_ecg_first_admission_and_covariates() -> None:
     assert f["ecgs_outside_admission_windows"] == 1  # subject 4, one year late
     assert f["ecgs_linked"] == 5 and f["admissions_not_first_of_patient"] == 1
     assert f["ecgs_not_first_in_admission"] == 1 and f["units"] == 3
+    assert f["admissions_subject_not_in_patients"] == 0
+    c2 = build_cohort(ecgs, patients[patients.subject_id != 3], adm, dx, load_phecode_map(), CFG)
+    assert c2.flow["admissions_subject_not_in_patients"] == 1 and c2.flow["units"] == 2
     u = c.units.set_index("subject_id")
     assert u.loc[1, "first_record_id"] == "e1" and u.loc[1, "hadm_id"] == 11
     assert u.loc[2, "age"] == 91 and bool(u.loc[2, "age_capped"]) and u.loc[2, "sex"] == 1
