@@ -109,10 +109,13 @@ def thumbnail_maker(protos: CheckpointPrototypes, source_data: str | Path | None
         if j not in table.index or "ecg_id" not in table.columns:
             return None
         row = table.loc[j]
+        if pd.isna(row["ecg_id"]):  # prototype without provenance (not projected)
+            return None
         signal, _ = archive.signal(int(row["ecg_id"]))
         if signal is None:
             return None
-        span = (int(row["rf_start"]), int(row["rf_end"])) if "rf_start" in table.columns else None
+        has_span = "rf_start" in table.columns and pd.notna(row["rf_start"]) and pd.notna(row["rf_end"])
+        span = (int(row["rf_start"]), int(row["rf_end"])) if has_span else None
         fig = plot_12lead(signal, fs, highlight=span, title=f"{feature_id} class {row['class_code']} "
                           f"(source ecg_id {int(row['ecg_id'])})")
         png = figure_png_bytes(fig, dpi=60)
