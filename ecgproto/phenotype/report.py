@@ -62,10 +62,10 @@ def manhattan(result: PhenotypeResult) -> bytes:
         ax.axhline(-np.log10(result.metadata["phecode_line_p"]), ls="-.", c="tab:blue", lw=0.8, label="0.05 / phecodes")
         ax.axhline(-np.log10(fr.bonferroni_p), ls="--", c="tab:red", lw=0.8, label="Bonferroni (family)")
         strings = result.cohort.phecodes["phecode_string"].to_numpy()
-        for k in np.argsort(-y)[:3]:
-            if best[k] < fr.bonferroni_p:
+        for rank, k in enumerate(np.argsort(-y)[:3]):
+            if best[k] < fr.bonferroni_p:  # label the top hits, staggered so parent/child phecodes stay legible
                 ax.annotate(f"{result.cohort.phecodes['phecode'].iloc[k]} {str(strings[k])[:28]}", (x[k], y[k]),
-                            fontsize=6, xytext=(3, 2), textcoords="offset points")
+                            fontsize=6, xytext=(4, 2 - 8 * rank), textcoords="offset points")
         ax.set_ylim(bottom=0, top=max(float(np.nanmax(y, initial=1.0)), -np.log10(fr.bonferroni_p)) * 1.15)
         ax.set_ylabel("best −log10 p")
         if ax is axes[0, 0]:
