@@ -107,3 +107,12 @@ def test_bad_options_are_rejected(checkpoint, ptbxl_small, tmp_path):
         score_archive(checkpoint, ptbxl_small, tmp_path / "a", _options(top_k=0))
     with pytest.raises(FileNotFoundError, match="checkpoint"):
         score_archive(tmp_path / "missing.pt", ptbxl_small, tmp_path / "b", _options())
+
+
+def test_empty_shard_writes_empty_outputs_with_all_columns(checkpoint, ptbxl_small, tmp_path):
+    summary = score_archive(checkpoint, ptbxl_small, tmp_path, _options(chunk_size=16, shard=(0, 6)))
+    assert summary.n_records == 0 and summary.chunks_total == 0
+    empty = pd.read_parquet(tmp_path / "scores.parquet")
+    full_columns = ["record_id", "ecg_id", "path", "status", "error", *PROB, *PRED, "top_labels"]
+    assert len(empty) == 0 and list(empty.columns[: len(full_columns)]) == full_columns
+    assert list(pd.read_csv(tmp_path / "scores.csv").columns) == list(empty.columns)
