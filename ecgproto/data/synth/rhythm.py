@@ -1,10 +1,11 @@
 """Rhythm: R-peak schedules (RR series with ectopic beats) and atrial activity (f / F waves).
 
-Rates: SR 60–99 bpm, SBRAD 42–58, STACH 102–145, SARRH 55–90 with 12–22 % respiratory
+Rates: SR 60–99 bpm, SBRAD 42–58, STACH 102–145, SVTAC 150–210 (regular, no P),
+SARRH 55–90 with 12–22 % respiratory
 RR modulation, AFIB 65–140 bpm with irregular (log-normal, CV 15–30 %) RR and 4.5–8 Hz
 fibrillatory waves, AFLT 260–320/min sawtooth flutter waves with 2:1, 3:1, 4:1 or variable
 conduction. PVC: coupling 55–70 % of RR with a full compensatory pause; PAC: coupling
-65–80 %, the sinus node is reset.
+65–80 %, the sinus node is reset. BIGU: every other beat is a PVC.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def draw_schedule(rng: np.random.Generator, lab: LabelSample, duration: float = 
     hr = np.where(h("STACH"), u(102.0, 145.0), hr)
     hr = np.where(h("SARRH"), u(55.0, 90.0), hr)
     hr = np.where(h("AFIB"), u(65.0, 140.0), hr)
+    hr = np.where(h("SVTAC"), u(150.0, 210.0), hr)
     rr0 = 60.0 / hr
     resp_hz, resp_phase = u(0.15, 0.3), u(0.0, 2 * np.pi)
     beat_t = np.arange(b)[None, :] * rr0[:, None]
@@ -93,7 +95,8 @@ def draw_schedule(rng: np.random.Generator, lab: LabelSample, duration: float = 
     # the first n_pvc chosen beats (in time order) are PVCs, the rest PACs
     order_in_record = np.cumsum(ectopic, axis=1)
     kind = np.where(ectopic, np.where(order_in_record <= n_pvc[:, None], KIND_PVC, KIND_PAC), KIND_NORMAL)
-    kind = kind.astype(np.int8)
+    bigu = h("BIGU")[:, None]  # ventricular bigeminy: every other beat is a PVC
+    kind = np.where(bigu, np.where(np.arange(b)[None, :] % 2 == 1, KIND_PVC, KIND_NORMAL), kind).astype(np.int8)
     coupling = np.where(kind == KIND_PVC, u(0.55, 0.7, (n, b)), u(0.65, 0.8, (n, b)))
     base = rr.copy()
     rr = np.where(kind != KIND_NORMAL, coupling * base, rr)
