@@ -25,16 +25,22 @@ def eval_mode(module: torch.nn.Module) -> Iterator[None]:
             m.training = flag
 
 
+def branch_latent(model: torch.nn.Module, group: str, x: torch.Tensor) -> torch.Tensor:
+    """Add-on latent (B, D, L, T') of branch ``group`` without the prototype layer (warm-up)."""
+    return model.branches[group].encode(model.standardize(x))
+
+
 class BranchRunner(torch.nn.Module):
-    """``model.forward_branch(group, ·)`` as a module that DistributedDataParallel can wrap.
+    """``model.forward_branch(group, ·)`` (or only the latent, ``latent_only``) as a module that
+    DistributedDataParallel can wrap. Only parameters with ``requires_grad`` are synchronised."""
 
-    Only parameters with ``requires_grad`` (the current stage's) are synchronised by DDP.
-    """
-
-    def __init__(self, model: torch.nn.Module, group: str) -> None:
+    def __init__(self, model: torch.nn.Module, group: str, latent_only: bool = False) -> None:
         super().__init__()
         self.model = model
         self.group = group
+        self.latent_only = latent_only
 
     def forward(self, x: torch.Tensor):
+        if self.latent_only:
+            return branch_latent(self.model, self.group, x)
         return self.model.forward_branch(self.group, x)

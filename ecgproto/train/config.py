@@ -53,7 +53,7 @@ class TrainConfig:
     eval_batch_size: int = 256
     weight_decay: float = 1.7e-4
     patience: int = 10  # epochs without validation improvement before a stage stops
-    threads: int = 2  # torch intra-op threads per process
+    threads: int = 1  # torch intra-op threads per process; 0 = torch's default (all cores)
     unique_projection: bool = False  # no two prototypes of a branch project onto the same ECG
     scheduler: Literal["cosine", "none"] = "cosine"
     augment_scale: float = 0.0  # amplitude jitter ±fraction (0 = off)

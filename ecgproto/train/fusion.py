@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from scipy.special import expit
 
 from ecgproto.evaluate.metrics import macro_auroc
 from ecgproto.evaluate.thresholds import tune_thresholds
@@ -57,10 +58,15 @@ def cached_features(trainer: Trainer) -> dict[str, np.ndarray]:
 
 
 @torch.no_grad()
-def fusion_probs(model: torch.nn.Module, features: np.ndarray) -> np.ndarray:
-    """Sigmoid of the fusion head on cached features (N, P_total) → (N, 71)."""
+def fusion_logits(model: torch.nn.Module, features: np.ndarray) -> np.ndarray:
+    """Fusion-head logits (N, 71) float64 on cached features (N, P_total) (used for AUROC ranking)."""
     with eval_mode(model):
-        return torch.sigmoid(model.fusion(torch.from_numpy(features))).numpy()
+        return model.fusion(torch.from_numpy(features)).double().numpy()
+
+
+def fusion_probs(model: torch.nn.Module, features: np.ndarray) -> np.ndarray:
+    """Sigmoid probabilities (N, 71) float64 of the fusion head on cached features (N, P_total)."""
+    return expit(fusion_logits(model, features))
 
 
 def run_fusion(trainer: Trainer, budget: list[float]) -> bool:
@@ -111,7 +117,7 @@ def run_fusion(trainer: Trainer, budget: list[float]) -> bool:
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None:
             scheduler.step()
-        metric = macro_auroc(trainer.val_labels, fusion_probs(model, feats["val"]))
+        metric = macro_auroc(trainer.val_labels, fusion_logits(model, feats["val"]))
         improved = metric > s.best_metric
         if improved:
             s.best_metric, s.best_epoch, s.bad_epochs = metric, s.epoch, 0
@@ -133,7 +139,7 @@ def run_fusion(trainer: Trainer, budget: list[float]) -> bool:
     model.eval()
     val_probs = fusion_probs(model, feats["val"])
     s.fusion["thresholds"] = tune_thresholds(trainer.val_labels, val_probs).tolist()
-    s.fusion["val_macro_auroc"] = macro_auroc(trainer.val_labels, val_probs)
+    s.fusion["val_macro_auroc"] = macro_auroc(trainer.val_labels, fusion_logits(model, feats["val"]))
     s.fusion["best_epoch"] = s.best_epoch
     return True
 

@@ -11,17 +11,18 @@ uninterrupted run. Under torchrun, branch stages run in DistributedDataParallel.
 from __future__ import annotations
 
 import copy
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from ecgproto.config import Config
-from ecgproto.configuration import to_dict
 from ecgproto.data.dataset import ArchiveDataset, Augmentation, make_loader, set_loader_epoch, split_indices
 from ecgproto.data.labels import label_table
 from ecgproto.progress import progress
@@ -42,6 +43,7 @@ from ecgproto.train.stages import (
 )
 
 STATE_NAME = "train_state.pt"
+LOG_NAME = "train_log.csv"
 STATE_FORMAT = "ecgproto-train-state"
 
 
@@ -138,6 +140,7 @@ class Trainer:
             "rng": torch.random.get_rng_state(),
         }
         atomic_torch_save(payload, self.state_path)
+        write_log(self.out_dir / LOG_NAME, self.state.log)
 
     def load_state(self) -> None:
         """Restore the state written by :meth:`save_state` (same config required)."""
@@ -211,7 +214,7 @@ class Trainer:
             scheduler.load_state_dict(s.scheduler)
         cols = label_table().indices(group)
         criterion = build_branch_criterion(self.model, group, self.train_labels, self.cfg.model.loss)
-        runner: torch.nn.Module = BranchRunner(self.model, group)
+        runner: torch.nn.Module = BranchRunner(self.model, group, latent_only=stage.name == "warmup")
         if self.dist.enabled:
             runner = DistributedDataParallel(runner)
         loader = make_loader(
@@ -292,6 +295,8 @@ class Trainer:
         return fusion_mod.run_fusion(self, budget)
 
 
-def config_plain(cfg: Config) -> dict[str, Any]:
-    """The resolved config as plain data (stored in checkpoints)."""
-    return to_dict(cfg)
+def write_log(path: Path, log: list[dict[str, Any]]) -> None:
+    """``train_log.csv``: one row per epoch of each phase (rewritten atomically)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    pd.DataFrame(log).to_csv(tmp, index=False)
+    os.replace(tmp, path)

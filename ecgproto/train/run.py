@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from ecgproto import __version__
@@ -27,14 +26,13 @@ from ecgproto.data.labels import all_labels, label_table
 from ecgproto.evaluate.metrics import macro_auroc
 from ecgproto.train.checkpoint import finite_or_none, save_checkpoint
 from ecgproto.train.distributed import DistInfo, gather_rows, shard
-from ecgproto.train.fusion import cached_features, fusion_probs
-from ecgproto.train.loop import Trainer
+from ecgproto.train.fusion import cached_features, fusion_logits
+from ecgproto.train.loop import LOG_NAME, Trainer, write_log
 from ecgproto.train.losses_adapter import cooccurrence_for
 from ecgproto.train.projection import provenance_frame
 from ecgproto.train.stages import branch_auroc, predict_branch
 
 MODEL_NAME = "model.pt"
-LOG_NAME = "train_log.csv"
 SUMMARY_NAME = "train_summary.json"
 PROTOTYPES_NAME = "prototypes.csv"
 
@@ -49,7 +47,8 @@ class TrainOutcome:
 
 def configure_torch(cfg: Config) -> None:
     """Threads, seeds and deterministic algorithms for a reproducible CPU run."""
-    torch.set_num_threads(max(1, cfg.train.threads))
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
     if cfg.train.deterministic and not torch.are_deterministic_algorithms_enabled():
@@ -110,7 +109,7 @@ def evaluate_splits(trainer: Trainer) -> dict[str, dict[str, float | None]]:
     feats = cached_features(trainer)
     for split in ("val", "test"):
         labels = np.asarray(trainer.archive.labels[trainer.rows[split]])
-        metrics = {"fused": finite_or_none(macro_auroc(labels, fusion_probs(trainer.model, feats[split])))}
+        metrics = {"fused": finite_or_none(macro_auroc(labels, fusion_logits(trainer.model, feats[split])))}
         for g in trainer.model.branches:
             probs = predict_branch(trainer.model, g, trainer.archive, shard(trainer.rows[split], trainer.dist),
                                    trainer.cfg.train.eval_batch_size, desc=f"evaluate {split}")
@@ -123,15 +122,6 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str))
     os.replace(tmp, path)
-
-
-def write_log(trainer: Trainer) -> Path:
-    """``train_log.csv``: one row per epoch of each phase."""
-    path = trainer.out_dir / LOG_NAME
-    tmp = path.with_name(f".{path.name}.tmp")
-    pd.DataFrame(trainer.state.log).to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
 
 
 def train_model(
@@ -169,7 +159,7 @@ def train_model(
     if trainer.dist.is_main:
         meta = checkpoint_meta(trainer, metrics["val"])
         save_checkpoint(out_dir / MODEL_NAME, model, meta)
-        write_log(trainer)
+        write_log(out_dir / LOG_NAME, trainer.state.log)
         tmp = out_dir / f".{PROTOTYPES_NAME}.tmp"
         provenance_frame(meta["prototypes"]).to_csv(tmp, index=False)
         os.replace(tmp, out_dir / PROTOTYPES_NAME)

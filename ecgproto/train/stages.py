@@ -7,7 +7,6 @@ frozen BatchNorm/dropout never drift (reference bug 9).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +16,8 @@ import torch
 from ecgproto.data.labels import label_table
 from ecgproto.evaluate.metrics import macro_auroc
 from ecgproto.progress import progress
-from ecgproto.train.branch_io import branch_forward, eval_mode
+from ecgproto.model.losses import bce_loss
+from ecgproto.train.branch_io import branch_forward, branch_latent, eval_mode
 
 TRAINABLE_STAGES = ("warmup", "joint", "last_layer")
 
@@ -41,7 +41,7 @@ class WarmupHead(torch.nn.Module):
 def make_warmup_head(model: torch.nn.Module, group: str, n_samples: int, seed: int) -> WarmupHead:
     """A seeded ``WarmupHead`` sized from one dummy forward of branch ``group``."""
     with torch.no_grad(), eval_mode(model):
-        latent = branch_forward(model, group, torch.zeros(1, 12, n_samples)).latent
+        latent = branch_latent(model, group, torch.zeros(1, 12, n_samples))
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     head = WarmupHead(pooled_latent(latent).shape[1], len(label_table().indices(group)))
@@ -100,10 +100,11 @@ def stage_loss(
 
     ``criterion`` is the branch's ``BranchLoss``: joint = BCE + clustering + separation +
     diversity + contrastive; last_layer = BCE + L1 on off-class last-layer weights;
-    warm-up = BCE on the temporary head's logits.
+    warm-up = BCE on the temporary head's logits (``out`` is then the latent tensor).
     """
-    if setup.name == "warmup":
-        out = dataclasses.replace(out, logits=setup.head(out.latent))
+    if setup.name == "warmup":  # ``out`` is the latent only (no prototype layer is run)
+        bce = bce_loss(setup.head(out), y, criterion.pos_weight)
+        return bce, {"bce": float(bce.detach())}
     terms = criterion(out, y, model.branches[setup.group], stage=setup.name)
     total = terms.pop("total")
     return total, {k: float(v.detach()) for k, v in terms.items()}
@@ -119,7 +120,11 @@ def predict_branch(
     head: WarmupHead | None = None,
     desc: str = "validate",
 ) -> np.ndarray:
-    """Sigmoid probabilities (N, C_g) of branch ``group`` (or its warm-up head) on archive ``rows``."""
+    """Logits (N, C_g) float64 of branch ``group`` (or its warm-up head) on archive ``rows``.
+
+    Logits, not probabilities: AUROC only needs the ranking, and float32 sigmoids of large
+    negative logits all round to 0 (ties would read as AUROC 0.5).
+    """
     outs = []
     with eval_mode(model):
         if head is not None:
@@ -128,12 +133,11 @@ def predict_branch(
         for s in progress(starts, desc=f"{desc} {group}", total=len(starts), unit="batch"):
             r = rows[s : s + batch_size]
             x = torch.from_numpy(np.asarray(archive.signals[r], dtype=np.float32))
-            out = branch_forward(model, group, x)
-            logits = head(out.latent) if head is not None else out.logits
-            outs.append(torch.sigmoid(logits.float()).numpy())
+            logits = head(branch_latent(model, group, x)) if head is not None else branch_forward(model, group, x).logits
+            outs.append(logits.double().numpy())
     return np.concatenate(outs) if outs else np.zeros((0, len(label_table().indices(group))))
 
 
-def branch_auroc(labels: np.ndarray, probs: np.ndarray, group: str) -> float:
-    """Dataset-level macro AUROC of branch ``group`` (labels (N,71) uint8, probs (N,C_g))."""
-    return macro_auroc(np.asarray(labels)[:, label_table().indices(group)], probs)
+def branch_auroc(labels: np.ndarray, scores: np.ndarray, group: str) -> float:
+    """Dataset-level macro AUROC of branch ``group`` (labels (N,71) uint8, logits or probs (N,C_g))."""
+    return macro_auroc(np.asarray(labels)[:, label_table().indices(group)], scores)

@@ -1,0 +1,49 @@
+"""`ecgproto train` / `ecgproto project` end to end on a small synthetic archive."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from ecgproto.cli import main
+from ecgproto.train.checkpoint import load_checkpoint
+
+TINY = [
+    "--set", "model.branches.rhythm.base_width=4", "--set", "model.branches.morphology.base_width=4",
+    "--set", "model.branches.global.base_width=4", "--set", "model.branches.rhythm.prototypes_per_class=1",
+    "--set", "model.branches.morphology.prototypes_per_class=1",
+    "--set", "train.stages=[{name: joint, epochs: 1, lr: 0.001}, {name: projection}, "
+             "{name: last_layer, epochs: 1, lr: 0.001}]",
+    "--set", "train.fusion_epochs=2", "--set", "train.threads=1",
+]
+
+
+@pytest.mark.slow
+def test_train_resume_and_project_commands(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ECGPROTO_NO_PROGRESS", "1")
+    synth = tmp_path / "synth"
+    assert main(["synth", "--out", str(synth), "--n-records", "80", "--n-mimic-subjects", "0"]) == 0
+    common = ["--set", "data.source=synthetic", "--set", f"data.cache_dir={tmp_path / 'cache'}", *TINY]
+    run = tmp_path / "run"
+    assert main(["train", *common, "--data", str(synth), "--out", str(run), "--max-epochs", "1"]) == 0
+    assert "--resume" in capsys.readouterr().out
+    assert main(["train", *common, "--data", str(synth), "--out", str(run), "--resume"]) == 0
+    summary = json.loads((run / "train_summary.json").read_text())
+    assert summary["macro_auroc"]["test"]["fused"] is not None
+    for name in ("model.pt", "train_log.csv", "prototypes.csv", "config.resolved.yaml"):
+        assert (run / name).is_file()
+    proj = tmp_path / "proj"
+    assert main(["project", str(run / "model.pt"), "--out", str(proj), "--unique", "--branches", "rhythm"]) == 0
+    model, meta = load_checkpoint(proj / "model.pt")
+    table = pd.read_csv(proj / "prototypes.csv")
+    rhythm = table[(table["branch"] == "rhythm") & table["ecg_id"].notna()]
+    assert rhythm["ecg_id"].is_unique
+    assert json.loads((proj / "projection.json").read_text())["unique"] is True
+    assert len(meta["prototypes"]) == model.n_prototypes
+
+
+def test_command_errors_are_clear(tmp_path, capsys):
+    assert main(["project", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "o")]) == 1
+    assert "checkpoint not found" in capsys.readouterr().err
+    assert main(["train", "--set", "data.root=", "--out", str(tmp_path / "o")]) == 1
+    assert "data.root" in capsys.readouterr().err
