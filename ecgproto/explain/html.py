@@ -49,6 +49,7 @@ def table(frame: pd.DataFrame, numeric_digits: int = 3) -> str:
     for rec in frame.itertuples(index=False):
         cells = []
         for v in rec:
+            v = v.item() if hasattr(v, "item") and not isinstance(v, (str, bytes)) else v  # numpy scalar → Python
             num = isinstance(v, (int, float)) and not isinstance(v, bool)
             cells.append(f"<td class=\"num\">{esc(fmt(v, numeric_digits))}</td>" if num else f"<td>{esc(fmt(v))}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")

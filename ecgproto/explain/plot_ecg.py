@@ -268,6 +268,7 @@ def plot_prototype_pair(
     test_highlight: tuple[int, int] | None = None,
     proto_highlight: tuple[int, int] | None = None,
     highlight_leads: Sequence[str] | None = None,
+    proto_highlight_leads: Sequence[str] | None = None,
     test_title: str = "",
     proto_title: str = "",
     title: str = "",
@@ -275,7 +276,9 @@ def plot_prototype_pair(
 ) -> Figure:
     """Test ECG (left) beside the prototype's source training ECG (right).
 
-    Both (12, T) mV at ``fs`` Hz; each gets its matching window highlighted. When
+    Both (12, T) mV at ``fs`` Hz; each gets its matching window highlighted (leads:
+    ``highlight_leads`` on the test sheet, ``proto_highlight_leads`` — default the same —
+    on the prototype's). When
     ``proto_signal`` is None (source ECG unavailable) the right sheet shows only the
     prototype window on an empty grid, and ``proto_title`` should say why.
     """
@@ -283,7 +286,8 @@ def plot_prototype_pair(
     fig, (ax_test, ax_proto) = new_paper_figure(2, row_mm, title_mm=title_mm)
     plot_12lead(test_signal, fs, highlight=test_highlight, highlight_leads=highlight_leads, title=test_title, ax=ax_test, row_mm=row_mm)
     shown = proto_signal if proto_signal is not None else np.zeros((len(LEADS), 1), np.float32)
-    plot_12lead(shown, fs, highlight=proto_highlight, highlight_leads=highlight_leads, title=proto_title,
+    proto_leads = highlight_leads if proto_highlight_leads is None else proto_highlight_leads
+    plot_12lead(shown, fs, highlight=proto_highlight, highlight_leads=proto_leads, title=proto_title,
                 ax=ax_proto, row_mm=row_mm, show_trace=proto_signal is not None)
     if title:
         h_in = fig.get_figheight()

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ecgproto.data.labels import label_table
-from ecgproto.data.wfdb_io import LEADS
+from ecgproto.data.wfdb_io import LEADS, record_stem
 from ecgproto.explain import html
 from ecgproto.explain.contributions import top_contributions
 from ecgproto.explain.plot_ecg import figure_png_bytes, plot_12lead, plot_prototype_pair
@@ -91,12 +91,17 @@ class RecordPage:
     png_paths: list[Path] = field(default_factory=list)
 
 
+def _safe(text: str) -> str:
+    """File-name-safe version of ``text`` (e.g. label ``LAO/LAE`` → ``LAO_LAE``)."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
+
+
 def _record_names(records: Sequence[str]) -> list[str]:
     """Unique, file-system-safe page names from record paths (basename, de-duplicated)."""
     seen: dict[str, int] = {}
     out = []
     for r in records:
-        base = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(r).name) or "record"
+        base = _safe(Path(record_stem(r)).name) or "record"
         n = seen.get(base, 0)
         seen[base] = n + 1
         out.append(base if n == 0 else f"{base}-{n + 1}")
@@ -134,7 +139,8 @@ def _explanation_figure(row: pd.Series, test_signal: np.ndarray, source: SourceA
         test_signal, proto_signal, fs,
         test_highlight=_highlight(row["window_start"], row["window_end"], n),
         proto_highlight=_highlight(row["source_window_start"], row["source_window_end"], n) if row["prototype_projected"] else None,
-        highlight_leads=leads, test_title=test_title, proto_title=proto_title,
+        highlight_leads=leads, proto_highlight_leads=list(row["source_leads"]) or None,
+        test_title=test_title, proto_title=proto_title,
     )
     caption = f"{row['label']} · rank {row['rank']} · {proto_text}" + (f" · leads {', '.join(row['leads'])}" if leads else "")
     return figure_png_bytes(fig), caption
@@ -243,10 +249,19 @@ def _record_body(rows: pd.DataFrame, probs: np.ndarray, thresholds: np.ndarray, 
         body.append(f"<h2>Top prototype contributions</h2><p class=\"note\">Ranking: {html.esc(rows['ranking'].iat[0])}. "
                     "Windows are in seconds from the record start; the receptive field is the input span that can influence "
                     "a prototype's window.</p>")
+        if rows["logit"].notna().any():
+            per_label = rows.drop_duplicates("label")
+            body.append("<p>Each logit is exactly bias + supporting + opposing terms (w·s̃ summed over the label's "
+                        "supporting prototypes, and over negatively weighted other-class prototypes):</p>")
+            body.append(html.table(pd.DataFrame({
+                "label": per_label["label"], "probability": per_label["probability"].astype(float),
+                "logit": per_label["logit"].astype(float), "bias": per_label["bias"].astype(float),
+                "supporting": per_label["supporting_total"].astype(float),
+                "opposing": per_label["opposing_total"].astype(float)})))
         body.append(html.table(_table_for_page(rows, prep.fs)))
         for (_, row), label in zip(rows.iterrows(), rows["label"]):
             png, caption = _explanation_figure(row, signal, source, prep)
-            png_path = out_dir / name / f"{label}_rank{int(row['rank'])}_proto{int(row['prototype'])}.png"
+            png_path = out_dir / name / f"{_safe(label)}_rank{int(row['rank'])}_proto{int(row['prototype'])}.png"
             png_path.parent.mkdir(parents=True, exist_ok=True)
             tmp = png_path.with_name(f".{png_path.name}.tmp")
             tmp.write_bytes(png)

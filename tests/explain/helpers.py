@@ -20,7 +20,7 @@ TINY = [f"model.branches.{g}.base_width=4" for g in ("rhythm", "morphology", "gl
 
 
 # labels forced to be predicted (threshold 0) in the tiny checkpoint; all others never are (threshold > 1)
-PREDICTED = ("NORM", "IMI", "SR")
+PREDICTED = ("NORM", "IMI", "SR", "LAO/LAE")  # LAO/LAE: a "/" in a label must not make a folder
 
 
 def tiny_checkpoint(path: Path, data_root: str, *extra: str) -> tuple[ProtoECGNet, dict]:

@@ -98,3 +98,24 @@ def test_correct_top_windows_keeps_true_predicted_best_morphology_row():
     truth[1, sr] = 1
     got = correct_top_windows(table, truth, np.array([7, 8]))
     assert got[["ecg_id", "label", "prototype", "window_start"]].values.tolist() == [[7, "IMI", 10, 300], [7, "PVC", 20, 500]]
+
+
+def test_evaluate_localisation_end_to_end_on_synthetic_records(tmp_path):
+    """Pipeline check with an untrained tiny model (its figures mean nothing; the slow test has the real one)."""
+    from ecgproto.data.config import SynthConfig
+    from ecgproto.data.synth import write_synthetic_archive
+    from ecgproto.explain.localisation import evaluate_localisation
+    from tests.explain.helpers import tiny_checkpoint
+
+    write_synthetic_archive(tmp_path / "synth", SynthConfig(n_records=60, n_mimic_subjects=0, seed=3))
+    # predicts NORM, IMI, SR, LAO/LAE for every record: morphology ones are IMI and LAO/LAE
+    model, meta = tiny_checkpoint(tmp_path / "m.pt", str(tmp_path / "synth"))
+    figures = evaluate_localisation(model, meta, tmp_path / "synth" / "ptbxl", folds=tuple(range(1, 11)))
+    findings = read_findings(tmp_path / "synth" / "ptbxl" / "findings.csv")
+    counts = findings[findings["code"].isin(["IMI", "LAO/LAE"])].groupby("code")["ecg_id"].nunique()
+    assert figures["n_records"] == 60
+    assert figures["n_correct_morphology_labels"] == counts.sum() > 0  # every true one is a correct prediction
+    block = figures["all_localised"]
+    assert block["n_cases"] == counts.sum() and 0.0 <= block["hit_rate"] <= 1.0 and 0.0 <= block["chance_rate"] <= 1.0
+    assert {c: b["n_cases"] for c, b in figures["per_code"].items()} == counts.to_dict()
+    assert figures["ectopic_beats"]["n_cases"] == 0

@@ -168,3 +168,11 @@ def test_save_figure_writes_png_at_paper_size(tmp_path):
     assert abs(img.shape[1] - layout.width_mm / 25.4 * 50) <= 1
     assert abs(img.shape[0] - layout.height_mm / 25.4 * 50) <= 1
     assert not list((tmp_path / "sub").glob("*.tmp"))
+
+
+def test_prototype_pair_marks_each_sheets_own_leads():
+    fig = plot_prototype_pair(_signal(100), _signal(100), 100, test_highlight=(0, 100), proto_highlight=(0, 100),
+                              highlight_leads=["II"], proto_highlight_leads=["III"])
+    ax_test, ax_proto = fig.axes
+    assert set(_highlights(ax_test)) == {"II", "rhythm"}
+    assert set(_highlights(ax_proto)) == {"III", "rhythm"}

@@ -52,6 +52,8 @@ def test_explain_records_writes_self_contained_pages(ptbxl_sample, tmp_path):
         n_rows = int((rows["record"].str.endswith(page.name)).sum())
         assert n_rows > 0 and len(page.png_paths) == n_rows
         assert all(p.is_file() and p.read_bytes()[:4] == b"\x89PNG" for p in page.png_paths)
+        assert all(p.parent == tmp_path / "out" / page.name for p in page.png_paths)
+        assert any(p.name.startswith("LAO_LAE_rank1") for p in page.png_paths)
         # input ECG + one embedded pair per explanation
         assert len(re.findall(r"src=\"data:image/png;base64,", text)) == n_rows + 1
         assert "<th>source ecg_id</th>" in text and "<th>source window</th>" in text and "unavailable" not in text
@@ -70,11 +72,15 @@ def test_unavailable_source_archive_is_stated(ptbxl_sample, tmp_path):
     assert "unavailable" not in pages[0].html_path.read_text()
 
 
-def test_cli_explain(ptbxl_sample, tmp_path, capsys):
+def test_cli_explain(ptbxl_sample, cinc_sample, tmp_path, capsys):
     ckpt = tmp_path / "m.pt"
     tiny_checkpoint(ckpt, str(ptbxl_sample))
-    assert main(["explain", str(ckpt), *_records(ptbxl_sample, 1), "--out", str(tmp_path / "o"), "--top-k", "1"]) == 0
+    # a CinC 2021 record: .mat, 500 Hz, other lead naming, given with its .hea suffix
+    records = [*_records(ptbxl_sample, 1), str(cinc_sample / "E07500.hea")]
+    assert main(["explain", str(ckpt), *records, "--out", str(tmp_path / "o"), "--top-k", "1"]) == 0
     assert (tmp_path / "o" / "00001_lr.html").is_file()
+    assert "not explained" not in capsys.readouterr().out
+    assert list((tmp_path / "o" / "E07500").glob("*.png"))
     assert (tmp_path / "o" / "config.resolved.yaml").is_file()
     assert main(["explain", str(tmp_path / "nope.pt"), *_records(ptbxl_sample, 1), "--out", str(tmp_path / "o")]) == 1
     assert "nope.pt" in capsys.readouterr().err
@@ -92,3 +98,22 @@ def test_prototype_gallery(ptbxl_sample, tmp_path, capsys):
     index = (tmp_path / "g" / "index.html").read_text()
     assert index.count("<img ") == len(chosen) and "global branch" in index and "rhythm branch" not in index
     assert f"{len({p['ecg_id'] for p in chosen})} unique source ECGs" in index
+
+
+def test_html_table_escapes_and_formats():
+    from ecgproto.explain import html
+
+    frame = pd.DataFrame({"a": [np.int64(3)], "b": [np.float64(0.12345)], "c": ["<b>x</b>"], "d": [float("nan")]})
+    text = html.table(frame)
+    assert '<td class="num">3</td>' in text and '<td class="num">0.123</td>' in text
+    assert "&lt;b&gt;x&lt;/b&gt;" in text and "<b>x</b>" not in text and "–" in text
+
+
+def test_page_shows_logit_decomposition(ptbxl_sample, tmp_path):
+    ckpt = tmp_path / "m.pt"
+    tiny_checkpoint(ckpt, str(ptbxl_sample))
+    pages = explain_records(ckpt, _records(ptbxl_sample, 1), tmp_path / "out", top_k=1)
+    text = pages[0].html_path.read_text()
+    assert "bias + supporting + opposing" in text and "<th>opposing</th>" in text
+    rows = pd.read_csv(tmp_path / "out" / "explanations.csv")
+    np.testing.assert_allclose(rows["bias"] + rows["supporting_total"] + rows["opposing_total"], rows["logit"], atol=1e-4)
