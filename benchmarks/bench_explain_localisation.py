@@ -74,6 +74,14 @@ def train_small(work: Path, n_records: int, overrides: list[str], config: str | 
     return work / "train" / MODEL_NAME
 
 
+def _rel(path: str | Path) -> str:
+    """``path`` relative to the repository when inside it (portable reports)."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
 def eval_archive(work: Path, n_records: int) -> Path:
     """A fresh synthetic archive (seed ``EVAL_SEED``) for evaluation; reused when present."""
     root = work / f"eval_archive_{n_records}_{EVAL_SEED}"
@@ -99,7 +107,8 @@ def run(checkpoint: Path | None, work: Path, n_train: int, n_eval: int, override
     t1 = time.perf_counter()
     figures = evaluate_localisation(model, meta, root, folds=tuple(range(1, 11)))
     figures.update({
-        "checkpoint": str(checkpoint),
+        "checkpoint": _rel(checkpoint),
+        "archive": _rel(figures["archive"]),
         "trained_here": trained_here,
         "train_overrides": [*BENCH_OVERRIDES, *overrides] if trained_here else None,
         "val_metrics": meta.get("val_metrics"),

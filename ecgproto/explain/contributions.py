@@ -1,11 +1,14 @@
 """Which prototypes made each predicted label: the top contributions per (record, label).
 
-With the class-masked, non-negative fusion head each label's logit is
-``bias_c + Σ_j w_cj · s̃_j`` (s̃ = per-branch normalised similarity), so ``w_cj · s̃_j``
-is the exact additive evidence of prototype j and the ranking uses it. With the dense
-signed ``linear`` head that sum mixes signs and classes, so the label's own prototypes
-are ranked by similarity and the weight is shown beside it (``contribution`` is NaN;
-the ``ranking`` column says which rule was used).
+With the class-masked fusion heads (``masked_nonneg``, ``sign_constrained``) each label's
+logit is exactly ``bias_c + Σ_j w_cj · s̃_j`` (s̃ = per-branch normalised similarity), so
+``w_cj · s̃_j`` is prototype j's additive evidence. The prototypes shown are the
+supporting ones (w_cj > 0: every connected prototype for ``masked_nonneg``, the label's own
+prototypes for ``sign_constrained``) ranked by that contribution; the terms of the
+negatively weighted other-class prototypes (``sign_constrained``) are summed in
+``opposing_total``, so ``logit = bias + supporting_total + opposing_total``. With the dense
+signed ``linear`` head the label's own prototypes are ranked by similarity and the weight
+is shown beside it (``contribution`` is NaN). The ``ranking`` column says which rule was used.
 """
 
 from __future__ import annotations
@@ -16,13 +19,13 @@ import torch
 
 from ecgproto.data.labels import all_labels
 
-RANK_BY_CONTRIBUTION = "contribution w·s̃ (class-masked non-negative fusion head)"
+RANK_BY_CONTRIBUTION = "contribution w·s̃ of the supporting prototypes (class-masked fusion head; exact terms of the logit)"
 RANK_BY_SIMILARITY = "similarity of the label's own prototypes (linear fusion head: weight shown separately, not additive evidence)"
 
 COLUMNS = (
     "record_index", "label", "label_index", "probability", "threshold", "predicted", "rank",
     "prototype", "branch", "local_index", "prototype_class", "similarity", "normalized_similarity",
-    "weight", "contribution", "ranking",
+    "weight", "contribution", "logit", "bias", "supporting_total", "opposing_total", "ranking",
 )
 
 
@@ -64,7 +67,8 @@ def top_contributions(
     global, as ``ModelOutput.similarities``); probs (N, 71); thresholds (71,). Labels
     explained: prob ≥ threshold, or the ``fallback_labels`` (default ``k``) most probable
     when a record has none. Returns one row per (record, label, rank) with columns
-    :data:`COLUMNS`; ranks start at 1.
+    :data:`COLUMNS`; ranks start at 1. ``logit``, ``supporting_total`` and ``opposing_total``
+    are per (record, label), repeated on its rows (NaN for the linear head).
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -78,10 +82,16 @@ def top_contributions(
         return pd.DataFrame(columns=list(COLUMNS))
     norm = fusion.normalize(sims).float()  # (N, P)
     r_t, l_t = torch.as_tensor(rec), torch.as_tensor(lab)
-    masked = fusion.cfg.head == "masked_nonneg"
+    masked = fusion.cfg.head != "linear"
+    bias = fusion.bias.detach().float().cpu()
     if masked:
-        score = norm[r_t] * weight[l_t]  # (M, P) = w_cj · s̃_j for the selected pairs
-        allowed = fusion.mask.detach().cpu()[l_t] > 0
+        terms = norm[r_t] * weight[l_t]  # (M, P) = w_cj · s̃_j for the selected pairs
+        sign = getattr(fusion, "sign", fusion.mask).detach().cpu()[l_t]  # +1 supporting, −1 opposing, 0 unconnected
+        allowed = sign > 0
+        score = terms.clone()
+        supporting = torch.where(allowed, terms, torch.zeros_like(terms)).sum(dim=1).numpy()
+        opposing = torch.where(sign < 0, terms, torch.zeros_like(terms)).sum(dim=1).numpy()
+        logit = (terms.sum(dim=1) + bias[l_t]).numpy()
     else:
         score = sims[r_t].clone()
         allowed = fusion.prototype_label.detach().cpu()[None, :] == l_t[:, None]
@@ -115,6 +125,10 @@ def top_contributions(
         "normalized_similarity": s_norm.astype(np.float64),
         "weight": w.astype(np.float64),
         "contribution": (w * s_norm).astype(np.float64) if masked else np.full(len(m), np.nan),
+        "logit": logit[m].astype(np.float64) if masked else np.full(len(m), np.nan),
+        "bias": bias[torch.as_tensor(lab_m)].numpy().astype(np.float64),
+        "supporting_total": supporting[m].astype(np.float64) if masked else np.full(len(m), np.nan),
+        "opposing_total": opposing[m].astype(np.float64) if masked else np.full(len(m), np.nan),
         "ranking": RANK_BY_CONTRIBUTION if masked else RANK_BY_SIMILARITY,
     })
     return frame.reset_index(drop=True)

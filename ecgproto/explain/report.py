@@ -249,6 +249,15 @@ def _record_body(rows: pd.DataFrame, probs: np.ndarray, thresholds: np.ndarray, 
         body.append(f"<h2>Top prototype contributions</h2><p class=\"note\">Ranking: {html.esc(rows['ranking'].iat[0])}. "
                     "Windows are in seconds from the record start; the receptive field is the input span that can influence "
                     "a prototype's window.</p>")
+        if rows["logit"].notna().any():
+            per_label = rows.drop_duplicates("label")
+            body.append("<p>Each logit is exactly bias + supporting + opposing terms (w·s̃ summed over the label's "
+                        "supporting prototypes, and over negatively weighted other-class prototypes):</p>")
+            body.append(html.table(pd.DataFrame({
+                "label": per_label["label"], "probability": per_label["probability"].astype(float),
+                "logit": per_label["logit"].astype(float), "bias": per_label["bias"].astype(float),
+                "supporting": per_label["supporting_total"].astype(float),
+                "opposing": per_label["opposing_total"].astype(float)})))
         body.append(html.table(_table_for_page(rows, prep.fs)))
         for (_, row), label in zip(rows.iterrows(), rows["label"]):
             png, caption = _explanation_figure(row, signal, source, prep)

@@ -45,8 +45,9 @@ def test_selected_labels_threshold_and_fallback():
         selected_labels(probs, np.array([0.5, 0.5]), fallback=1)
 
 
-def test_masked_head_contributions_are_exact_terms_of_the_logit():
-    model = _model()
+@pytest.mark.parametrize("head,mask", [("sign_constrained", "own_branch"), ("masked_nonneg", "own_class")])
+def test_masked_head_contributions_are_exact_terms_of_the_logit(head, mask):
+    model = _model(f"model.fusion.head={head}", f"model.fusion.mask={mask}")
     sims, probs, thresholds = _inputs(model)
     k = 3
     table = top_contributions(model, sims, probs, thresholds, k=k)
@@ -59,17 +60,23 @@ def test_masked_head_contributions_are_exact_terms_of_the_logit():
     assert got == expected
     for (n, label), rows in table.groupby(["record_index", "label"]):
         c = codes.index(label)
-        n_own = int((model.fusion.mask[c] > 0).sum())
-        assert len(rows) == min(k, n_own) and rows["rank"].tolist() == list(range(1, len(rows) + 1))
-        assert (rows["prototype_class"] == label).all()  # own-class mask
+        supporting = model.fusion.sign[c].numpy() > 0
+        assert len(rows) == min(k, int(supporting.sum())) and rows["rank"].tolist() == list(range(1, len(rows) + 1))
+        assert (rows["prototype_class"] == label).all()  # supporting = the label's own prototypes here
+        assert (rows["weight"] >= 0).all()
         np.testing.assert_allclose(rows["contribution"], full[n, c, rows["prototype"]], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(rows["contribution"], rows["weight"] * rows["normalized_similarity"], rtol=1e-5)
         np.testing.assert_allclose(rows["similarity"], sims[n, rows["prototype"]], rtol=1e-6)
-        own = np.sort(full[n, c][model.fusion.mask[c].numpy() > 0])[::-1][: len(rows)]
+        own = np.sort(full[n, c][supporting])[::-1][: len(rows)]
         np.testing.assert_allclose(rows["contribution"], own, rtol=1e-5, atol=1e-6)
-        # all terms + bias reproduce the logit
+        # bias + supporting + opposing terms reproduce the logit
         logit = np.log(probs[n, c] / (1 - probs[n, c]))
-        assert full[n, c].sum() + float(model.fusion.bias.detach()[c]) == pytest.approx(logit, rel=1e-3, abs=1e-3)
+        first = rows.iloc[0]
+        assert first["logit"] == pytest.approx(logit, rel=1e-3, abs=1e-3)
+        assert first["bias"] + first["supporting_total"] + first["opposing_total"] == pytest.approx(logit, rel=1e-3, abs=1e-3)
+        assert first["supporting_total"] == pytest.approx(full[n, c][supporting].sum(), rel=1e-4, abs=1e-5)
+        if head == "masked_nonneg":
+            assert first["opposing_total"] == 0.0
 
 
 def test_record_without_predictions_gets_top_k_labels():
@@ -87,7 +94,7 @@ def test_linear_head_shows_similarity_and_weight_separately():
     sims, probs, thresholds = _inputs(model)
     table = top_contributions(model, sims, probs, thresholds, k=2)
     assert len(table) and (table["ranking"] == RANK_BY_SIMILARITY).all()
-    assert table["contribution"].isna().all() and table["weight"].notna().all()
+    assert table["contribution"].isna().all() and table["weight"].notna().all() and table["logit"].isna().all()
     for _, rows in table.groupby(["record_index", "label"]):
         assert (rows["prototype_class"] == rows["label"]).all()
         assert rows["similarity"].is_monotonic_decreasing

@@ -107,3 +107,13 @@ def test_html_table_escapes_and_formats():
     text = html.table(frame)
     assert '<td class="num">3</td>' in text and '<td class="num">0.123</td>' in text
     assert "&lt;b&gt;x&lt;/b&gt;" in text and "<b>x</b>" not in text and "–" in text
+
+
+def test_page_shows_logit_decomposition(ptbxl_sample, tmp_path):
+    ckpt = tmp_path / "m.pt"
+    tiny_checkpoint(ckpt, str(ptbxl_sample))
+    pages = explain_records(ckpt, _records(ptbxl_sample, 1), tmp_path / "out", top_k=1)
+    text = pages[0].html_path.read_text()
+    assert "bias + supporting + opposing" in text and "<th>opposing</th>" in text
+    rows = pd.read_csv(tmp_path / "out" / "explanations.csv")
+    np.testing.assert_allclose(rows["bias"] + rows["supporting_total"] + rows["opposing_total"], rows["logit"], atol=1e-4)

@@ -1,0 +1,209 @@
+"""Vectorised association statistics for a (features × phecodes) screen.
+
+Notation: n units (patients or admissions), p features, K phecodes, c covariates.
+``X`` (n, p) features, ``Y`` (n, K) 0/1 case indicators, ``mask`` (n, K) bool "analysed
+for this phecode" (cases + eligible controls), ``Z`` (n, c) covariates incl. intercept.
+
+The screen fits one null logistic model ``y_k ~ Z`` per phecode (batched Newton over all
+phecodes), then gives the score statistic of every feature by matrix products:
+``U = Xᵀr``, ``V = (X∘X)ᵀw − diag(Bᵀ M⁻¹ B)`` with ``B = ZᵀWX``, ``M = ZᵀWZ``; ``T = U²/V ~ χ²₁``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special, stats
+
+from ecgproto.progress import progress
+
+
+@dataclass(frozen=True)
+class NullFit:
+    """Null logistic fits ``y_k ~ Z`` for K phecodes: ``mu`` (n, K) fitted probabilities
+    (0 outside the mask), ``m_inv`` (K, c, c) inverse information, ``converged`` (K,)."""
+
+    mu: np.ndarray
+    m_inv: np.ndarray
+    converged: np.ndarray
+
+
+def fit_null(Y: np.ndarray, mask: np.ndarray, Z: np.ndarray, max_iter: int = 50, tol: float = 1e-8) -> NullFit:
+    """Batched Newton–Raphson of the covariate-only logistic model for every phecode.
+
+    Y (n, K) 0/1, mask (n, K) bool, Z (n, c) float with the intercept first. A covariate that
+    is constant within a phecode's mask (e.g. sex for a sex-specific phecode) is dropped for
+    that phecode (its rows/columns of ``m_inv`` are zero). Phecodes sharing the same set of
+    kept covariates are fitted together.
+    """
+    Y = np.asarray(Y, dtype=np.float64)
+    M = np.asarray(mask, dtype=np.float64)
+    Z = np.asarray(Z, dtype=np.float64)
+    n, K = Y.shape
+    c = Z.shape[1]
+    cnt = np.maximum(M.sum(0), 1)
+    mean = (M.T @ Z) / cnt[:, None]
+    var = (M.T @ (Z * Z)) / cnt[:, None] - mean**2
+    keep = var > 1e-12 * np.maximum(1.0, mean**2)
+    keep[:, 0] = True
+    mu = np.zeros((n, K))
+    m_inv = np.zeros((K, c, c))
+    converged = np.zeros(K, dtype=bool)
+    patterns, which = np.unique(keep, axis=0, return_inverse=True)
+    for g, pattern in enumerate(patterns):
+        ks = np.flatnonzero(which.ravel() == g)
+        cols = np.flatnonzero(pattern)
+        mu_g, inv_g, conv_g = _newton(Y[:, ks], M[:, ks], Z[:, cols], max_iter, tol)
+        mu[:, ks] = mu_g
+        m_inv[np.ix_(ks, cols, cols)] = inv_g
+        converged[ks] = conv_g
+    return NullFit(mu=mu, m_inv=m_inv, converged=converged)
+
+
+def _newton(Y: np.ndarray, M: np.ndarray, Z: np.ndarray, max_iter: int, tol: float):
+    """Newton–Raphson for K logistic fits sharing the design Z (n, c); returns (mu, inv info, converged)."""
+    n, K = Y.shape
+    c = Z.shape[1]
+    ZZ = (Z[:, :, None] * Z[:, None, :]).reshape(n, c * c)
+    prev = np.clip((Y * M).sum(0) / np.maximum(M.sum(0), 1), 1e-6, 1 - 1e-6)
+    beta = np.zeros((K, c))
+    beta[:, 0] = np.log(prev / (1 - prev))
+    converged = np.zeros(K, dtype=bool)
+    for _ in range(max_iter):
+        mu = special.expit(Z @ beta.T)
+        w = M * mu * (1 - mu)
+        grad = (M * (Y - mu)).T @ Z  # (K, c)
+        H = (w.T @ ZZ).reshape(K, c, c)
+        step = np.linalg.solve(H, grad[:, :, None])[:, :, 0]
+        beta = beta + np.where(converged[:, None], 0.0, step)
+        converged |= np.abs(step).max(1) < tol
+        if converged.all():
+            break
+    mu = special.expit(Z @ beta.T) * M
+    H = ((mu * (1 - mu)).T @ ZZ).reshape(K, c, c)
+    return mu, np.linalg.inv(H), converged
+
+
+@dataclass(frozen=True)
+class ScreenResult:
+    """Score-test screen: ``chi2``, ``z`` (signed sqrt, sign of the association), ``p``; all (K, p).
+    NaN where the feature is constant (or collinear with the covariates) among a phecode's units."""
+
+    chi2: np.ndarray
+    z: np.ndarray
+    p: np.ndarray
+    null_converged: np.ndarray
+
+
+def score_screen(X: np.ndarray, Y: np.ndarray, mask: np.ndarray, Z: np.ndarray, *,
+                 dtype: type = np.float64, chunk: int = 128, groups: np.ndarray | None = None,
+                 show_progress: bool = False) -> ScreenResult:
+    """Covariate-adjusted logistic score test of every (phecode, feature) pair.
+
+    X (n, p) features (any scale; centred internally), Y (n, K), mask (n, K), Z (n, c).
+    ``dtype`` float32 or float64 for the large matrix products; phecodes are processed
+    in chunks of ``chunk``. ``groups`` (n,) cluster ids (e.g. subject_id) switch to the
+    cluster-robust (sandwich) variance of the score, computed per phecode.
+    Returns arrays shaped (K, p).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    X = (X - X.mean(0)) / np.where(X.std(0) > 0, X.std(0), 1.0)
+    Xd = X.astype(dtype)
+    XX = (X * X).astype(dtype)
+    Y = np.asarray(Y)
+    mask = np.asarray(mask, dtype=bool)
+    Z = np.asarray(Z, dtype=np.float64)
+    n, K = Y.shape
+    p = X.shape[1]
+    chi2 = np.empty((K, p))
+    zsc = np.empty((K, p))
+    conv = np.empty(K, dtype=bool)
+    starts = range(0, K, chunk)
+    for s in (progress(starts, desc="score screen", total=len(starts)) if show_progress else starts):
+        sl = slice(s, min(s + chunk, K))
+        fit = fit_null(Y[:, sl], mask[:, sl], Z)
+        conv[sl] = fit.converged
+        R = (mask[:, sl] * (Y[:, sl] - fit.mu))
+        W = fit.mu * (1 - fit.mu)
+        U = (R.T.astype(dtype) @ Xd).astype(np.float64)  # (k, p)
+        B = np.stack([((W * Z[:, [j]]).T.astype(dtype) @ Xd).astype(np.float64) for j in range(Z.shape[1])], 1)
+        V0 = (W.T.astype(dtype) @ XX).astype(np.float64)
+        V = V0 - np.einsum("kcp,kcd,kdp->kp", B, fit.m_inv, B, optimize=True)
+        # feature (nearly) constant or collinear with the covariates among the analysed units: not testable
+        degenerate = V <= 1e-6 * np.maximum(V0, 1e-300)
+        if groups is not None:
+            V = _cluster_variance(X, Z, R, B, fit.m_inv, groups)
+        V = np.where(degenerate, np.nan, np.maximum(V, 1e-300))
+        chi2[sl] = U * U / V
+        zsc[sl] = U / np.sqrt(V)
+    return ScreenResult(chi2=chi2, z=zsc, p=stats.chi2.sf(chi2, 1), null_converged=conv)
+
+
+def _cluster_variance(X: np.ndarray, Z: np.ndarray, R: np.ndarray, B: np.ndarray, m_inv: np.ndarray,
+                      groups: np.ndarray) -> np.ndarray:
+    """Sandwich variance of the score: Σ_clusters (Σ_i x̃_i r_i)², x̃ = X residualised on Z (weighted)."""
+    codes, g = np.unique(np.asarray(groups), return_inverse=True)
+    V = np.empty((R.shape[1], X.shape[1]))
+    for k in range(R.shape[1]):
+        A = m_inv[k] @ B[k]  # (c, p)
+        contrib = (X - Z @ A) * R[:, [k]]
+        S = np.zeros((len(codes), X.shape[1]))
+        np.add.at(S, g, contrib)
+        V[k] = (S * S).sum(0)
+    return V
+
+
+def rank_auc(X: np.ndarray, Y: np.ndarray, mask: np.ndarray, population: np.ndarray | None = None) -> np.ndarray:
+    """Rank (Mann–Whitney) AUC of every feature for every phecode, cases vs controls.
+
+    X (n, p), Y (n, K) 0/1, mask (n, K) analysed units; ``population`` (n, K) bool: the
+    unit set the mask is drawn from (e.g. one sex for sex-specific phecodes; default all).
+    Ranks are computed once per distinct population; units of the population that are
+    outside the mask (excluded controls) are removed exactly by subtracting their
+    Mann–Whitney count. AUC = P(x_case > x_control) + ½ P(tie). Returns (K, p); NaN if
+    a phecode has no cases or no controls.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=bool)
+    mask = np.asarray(mask, dtype=bool)
+    n, K = Y.shape
+    pop = np.ones_like(mask) if population is None else np.asarray(population, dtype=bool)
+    cases = Y & mask
+    n1 = cases.sum(0).astype(np.float64)
+    n0 = (mask & ~Y).sum(0).astype(np.float64)
+    auc = np.full((K, X.shape[1]), np.nan)
+    pop_keys, pop_idx = np.unique(np.packbits(pop, axis=0), axis=1, return_inverse=True)
+    for g in range(pop_keys.shape[1]):
+        ks = np.flatnonzero(pop_idx.ravel() == g)
+        rows = pop[:, ks[0]]
+        ranks = np.zeros_like(X)
+        ranks[rows] = stats.rankdata(X[rows], axis=0)
+        u = cases[:, ks].T.astype(np.float64) @ ranks - (n1[ks] * (n1[ks] + 1) / 2)[:, None]
+        for j, k in enumerate(ks):
+            excl = rows & ~mask[:, k]
+            if excl.any() and n1[k] > 0:
+                sub = cases[:, k] | excl
+                r = stats.rankdata(X[sub], axis=0)
+                u[j] -= r[cases[sub, k]].sum(0) - n1[k] * (n1[k] + 1) / 2
+        with np.errstate(invalid="ignore", divide="ignore"):
+            auc[ks] = u / (n1[ks] * n0[ks])[:, None]
+    return auc
+
+
+def bh_qvalues(p: np.ndarray) -> np.ndarray:
+    """Benjamini–Hochberg q-values over all finite entries of ``p`` (any shape); NaN kept."""
+    p = np.asarray(p, dtype=np.float64)
+    flat = p.ravel()
+    ok = np.isfinite(flat)
+    q = np.full_like(flat, np.nan)
+    pv = flat[ok]
+    m = pv.size
+    if m:
+        order = np.argsort(pv, kind="mergesort")
+        ranked = pv[order] * m / np.arange(1, m + 1)
+        ranked = np.minimum.accumulate(ranked[::-1])[::-1]
+        out = np.empty(m)
+        out[order] = np.minimum(ranked, 1.0)
+        q[ok] = out
+    return q.reshape(p.shape)
