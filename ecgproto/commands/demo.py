@@ -72,7 +72,7 @@ def _steps(args: argparse.Namespace, cfg_args: list[str]) -> list[Step]:
         Step("prototype gallery", "prototypes", lambda o: [*cfg_args, ckpt, "--out", str(o)], "prototypes"),
         Step("phenotype associations", "phenotype",
              lambda o: [*cfg_args, str(out / "score_mimic"), "--mimic", str(mimic), "--hosp", str(mimic / "hosp"),
-                        "--out", str(o)], "phenotype"),
+                        "--checkpoint", ckpt, "--out", str(o)], "phenotype"),
     ]
 
 
