@@ -8,7 +8,7 @@ peak lies inside the record: QRS findings span QRS onset–offset, ST findings t
 to the T peak, T findings the T wave (±2 widths), LNGQT the QT interval, LAO/LAE the P
 wave, 1AVB the PR interval, WPW from P onset to the R peak (short PR + delta wave);
 PVC/PAC get one row per ectopic beat (all 12 leads). Rhythm
-statements, BIGU and NORM get one row spanning the whole record.
+statements, BIGU, 2AVB, 3AVB and NORM get one row spanning the whole record.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ BEAT_LEADS: dict[str, tuple[str, str]] = {  # code -> (segment kind, leads)
 RECORD_LEADS: dict[str, str] = {
     "SR": ALL, "STACH": ALL, "SBRAD": ALL, "SARRH": ALL, "NORM": ALL,
     "AFIB": "II;III;aVF;V1", "AFLT": "II;III;aVF;V1", "SVTAC": ALL, "BIGU": ALL,
+    "2AVB": ALL, "3AVB": ALL,
 }
 COLUMNS = ("code", "leads", "start_s", "end_s")
 

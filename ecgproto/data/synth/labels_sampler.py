@@ -1,10 +1,10 @@
 """Draw realistic multi-label SCP statement sets for synthetic ECGs.
 
-Prevalences follow PTB-XL v1.0.3 (Wagner et al. 2020) for the 35 simulated
+Prevalences follow PTB-XL v1.0.3 (Wagner et al. 2020) for the 37 simulated
 statements (``SYNTH_CODES``), with rare statements raised to a floor (``SynthConfig.rare_label_floor``)
 so that every simulated label has enough positives to learn from. Co-occurrence is
 structured the clinical way: one rhythm per record (SR, STACH, SBRAD, SARRH, AFIB,
-AFLT, SVTAC), one bundle-branch state, one axis state, one voltage state, one ST state; incompatible
+AFLT, SVTAC, 3AVB), one bundle-branch state, one axis state, one voltage state, one ST state; incompatible
 combinations (e.g. LBBB with LVH or infarct Q waves, AFIB with P-wave findings)
 are never drawn; ABQRS mostly accompanies infarct Q waves; NORM means "no abnormal
 statement"; age raises the chronic findings.
@@ -18,9 +18,9 @@ import numpy as np
 
 from ecgproto.data.labels import all_labels, label_table
 
-RHYTHMS: tuple[str, ...] = ("SR", "STACH", "SBRAD", "SARRH", "AFIB", "AFLT", "SVTAC")
+RHYTHMS: tuple[str, ...] = ("SR", "STACH", "SBRAD", "SARRH", "AFIB", "AFLT", "SVTAC", "3AVB")
 SYNTH_CODES: tuple[str, ...] = RHYTHMS + (
-    "1AVB", "PVC", "PAC", "BIGU", "CLBBB", "CRBBB", "IRBBB", "LAFB", "LPFB", "WPW", "IMI", "ASMI", "QWAVE",
+    "1AVB", "2AVB", "PVC", "PAC", "BIGU", "CLBBB", "CRBBB", "IRBBB", "LAFB", "LPFB", "WPW", "IMI", "ASMI", "QWAVE",
     "ABQRS", "LVH", "RVH", "HVOLT", "LVOLT", "LAO/LAE", "RAO/RAE", "ISC_", "STD_", "STE_", "INJAS", "NDT",
     "INVT", "LNGQT", "NORM",
 )
@@ -32,7 +32,7 @@ PTBXL_PREVALENCE: dict[str, float] = {
     "LAFB": 0.075, "IMI": 0.123, "ASMI": 0.108, "QWAVE": 0.025, "LVH": 0.098, "HVOLT": 0.003,
     "LVOLT": 0.008, "LAO/LAE": 0.020, "ISC_": 0.058, "STD_": 0.046, "STE_": 0.001, "INJAS": 0.010,
     "NDT": 0.084, "INVT": 0.013, "LNGQT": 0.005, "SVTAC": 0.001, "BIGU": 0.004, "LPFB": 0.008,
-    "WPW": 0.004, "RVH": 0.006, "RAO/RAE": 0.005,
+    "WPW": 0.004, "RVH": 0.006, "RAO/RAE": 0.005, "2AVB": 0.001, "3AVB": 0.001,
 }
 AGE_DEPENDENT = ("AFIB", "AFLT", "CLBBB", "CRBBB", "LAFB", "IMI", "ASMI", "LVH", "1AVB", "PVC", "LVOLT")
 LIKELIHOODS = np.array([100.0, 80.0, 50.0, 35.0, 15.0])
@@ -100,8 +100,8 @@ def sample_labels(rng: np.random.Generator, age: np.ndarray, floor: float = 0.02
         q = p[code] if prob is None else prob
         chosen[code] = (rng.random(n) < q) & allowed
 
-    pick(("AFIB", "AFLT", "STACH", "SBRAD", "SARRH", "SVTAC"))
-    atrial = chosen["AFIB"] | chosen["AFLT"] | chosen["SVTAC"]
+    pick(("AFIB", "AFLT", "STACH", "SBRAD", "SARRH", "SVTAC", "3AVB"))
+    atrial = chosen["AFIB"] | chosen["AFLT"] | chosen["SVTAC"] | chosen["3AVB"]
     chosen["SR"] = ~(atrial | chosen["STACH"] | chosen["SBRAD"] | chosen["SARRH"])
     pick(("CLBBB", "CRBBB", "IRBBB"))
     lbbb = chosen["CLBBB"]
@@ -113,6 +113,7 @@ def sample_labels(rng: np.random.Generator, age: np.ndarray, floor: float = 0.02
     q_waves = chosen["IMI"] | chosen["ASMI"] | chosen["QWAVE"]
     bern("ABQRS", True, np.where(q_waves, 0.55, 0.02))
     pick(("LVH", "HVOLT", "LVOLT"), (~lbbb).astype(float))
+    bern("2AVB", ~(atrial | chosen["STACH"] | chosen["SARRH"]))
     bern("LAO/LAE", ~atrial)
     bern("RAO/RAE", ~atrial)
     bern("1AVB", ~atrial)
@@ -163,9 +164,11 @@ CHRONIC: tuple[str, ...] = (
 )
 _SINUS = ("SR", "STACH", "SBRAD", "SARRH")  # rhythm statements compatible with NORM
 _CLEARED_BY = {  # finding -> statements it rules out (drawn as incompatible)
-    "AFIB": ("LAO/LAE", "RAO/RAE", "1AVB", "PAC", "BIGU", "WPW"),
-    "AFLT": ("LAO/LAE", "RAO/RAE", "1AVB", "PAC", "BIGU", "WPW"),
-    "SVTAC": ("LAO/LAE", "RAO/RAE", "1AVB", "PAC", "BIGU", "WPW"),
+    "AFIB": ("LAO/LAE", "RAO/RAE", "1AVB", "PAC", "BIGU", "WPW", "2AVB"),
+    "AFLT": ("LAO/LAE", "RAO/RAE", "1AVB", "PAC", "BIGU", "WPW", "2AVB"),
+    "SVTAC": ("LAO/LAE", "RAO/RAE", "1AVB", "PAC", "BIGU", "WPW", "2AVB"),
+    "3AVB": ("LAO/LAE", "RAO/RAE", "1AVB", "2AVB", "PAC", "PVC", "BIGU", "WPW"),
+    "2AVB": ("LAO/LAE", "RAO/RAE", "1AVB", "PAC", "PVC", "BIGU", "WPW"),
     "WPW": ("1AVB", "CRBBB", "IRBBB"),
     "LAFB": ("LPFB", "RVH"),
     "LPFB": ("RVH",),

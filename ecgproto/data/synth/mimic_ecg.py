@@ -25,6 +25,7 @@ STATEMENTS: dict[str, str] = {
     "SR": "Sinus rhythm", "STACH": "Sinus tachycardia", "SBRAD": "Sinus bradycardia",
     "SARRH": "Sinus arrhythmia", "AFIB": "Atrial fibrillation", "AFLT": "Atrial flutter",
     "SVTAC": "Supraventricular tachycardia", "BIGU": "Ventricular bigeminy",
+    "2AVB": "2nd degree A-V block", "3AVB": "Complete heart block",
     "LPFB": "Left posterior fascicular block", "WPW": "Wolff-Parkinson-White pattern",
     "RVH": "Right ventricular hypertrophy", "RAO/RAE": "Right atrial enlargement",
     "1AVB": "1st degree A-V block", "PVC": "Ventricular premature complex", "PAC": "Atrial premature complex",

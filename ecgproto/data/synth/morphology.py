@@ -12,6 +12,7 @@ S (posterior), T (concordant with QRS). Findings modify it clinically:
   LPFB: axis 100..150°. WPW: PR 80–115 ms to a slurred delta wave.
 - RVH: axis 100..140°, anterior forces (tall R in V1), S in I/V5/V6, V1–V3 strain in half.
   RAO/RAE: tall (x1.8–2.4) rightward P (II, III, aVF). SVTAC: no visible P.
+- 2AVB / 3AVB: P waves on their own schedule (rhythm.py); 3AVB escape QRS wide in half.
 - IMI: wide Q in II, III, aVF. ASMI: QS in V1–V3. QWAVE: Q in I, aVL, V5, V6.
   ABQRS without Q waves: a notch in the QRS.
 - LVH: large left-posterior R, deep S in V1–V2, lateral strain in half of the cases.
@@ -40,6 +41,7 @@ WPW_ONSET_S = -0.08  # onset of the delta wave (pre-excitation)
 class Morphology:
     """Per-record templates. center/width (N, K) s, amp (N, K, 8) mV for normal beats;
     pvc_* the same for premature ventricular beats; pac_p_amp (N, 8) the ectopic P;
+    p_amp (N, 8) the sinus P (drawn on its own schedule for 2AVB/3AVB);
     qtc (N,) s, t_width (N,) s, qrs_end (N,) s after R, qrs_onset (N,) s, pr (N,) s,
     axis (N,) degrees (frontal QRS axis, from the drawn vectors)."""
 
@@ -50,6 +52,7 @@ class Morphology:
     pvc_width: np.ndarray
     pvc_amp: np.ndarray
     pac_p_amp: np.ndarray
+    p_amp: np.ndarray
     qtc: np.ndarray
     t_width: np.ndarray
     qrs_end: np.ndarray
@@ -96,7 +99,7 @@ def draw_morphology(rng: np.random.Generator, lab: LabelSample) -> Morphology:
     r_vec[:, 1] *= np.where(h("IMI"), 0.6, 1.0)
 
     # --- P wave
-    has_p = ~(h("AFIB") | h("AFLT") | h("SVTAC"))
+    has_p = ~(h("AFIB") | h("AFLT") | h("SVTAC") | h("2AVB") | h("3AVB"))  # AV block: P drawn apart
     wpw = h("WPW")
     pr = np.where(h("1AVB"), u(0.24, 0.34), u(0.12, 0.20))
     pr = np.where(wpw, u(0.08, 0.115), pr)
@@ -108,7 +111,8 @@ def draw_morphology(rng: np.random.Generator, lab: LabelSample) -> Morphology:
     p_vec = _vec(np.cos(np.deg2rad(p_theta)), np.sin(np.deg2rad(p_theta)), 0.25) * col(p_mag)
     center[:, C["P"]] = qrs_onset - pr + 2.2 * p_sigma
     width[:, C["P"]] = p_sigma
-    amp[:, C["P"]] = project(p_vec) * col(has_p)
+    p_amp = project(p_vec)
+    amp[:, C["P"]] = p_amp * col(has_p)
     lae = h("LAO/LAE") & has_p
     center[:, C["P2"]] = center[:, C["P"]] + 0.035
     width[:, C["P2"]] = 0.016
@@ -158,6 +162,12 @@ def draw_morphology(rng: np.random.Generator, lab: LabelSample) -> Morphology:
     width[:, C["R2"]] = np.where(lbbb, 0.018, width[:, C["R2"]])
     amp[:, C["R2"]] = np.where(col(lbbb), project(lb_dir * col(0.7 * lb_mag)), amp[:, C["R2"]])
     qrs_end = np.where(lbbb, 0.06 + 2.5 * 0.018, qrs_end)
+    # complete heart block: half the escape rhythms are ventricular (wide QRS)
+    wide_escape = h("3AVB") & ~lbbb & ~crbbb & (rng.random(n) < 0.5)
+    width[:, C["R"]] = np.where(wide_escape, u(0.02, 0.026), width[:, C["R"]])
+    width[:, C["S"]] = np.where(wide_escape, 0.016, width[:, C["S"]])
+    center[:, C["S"]] = np.where(wide_escape, 0.05, center[:, C["S"]])
+    qrs_end = np.where(wide_escape, 0.09, qrs_end)
     qrs_onset = np.where(lbbb, 0.012 - 2.5 * width[:, C["R"]], qrs_onset)
 
     # --- abnormal QRS without Q waves: a small notch
@@ -248,6 +258,6 @@ def draw_morphology(rng: np.random.Generator, lab: LabelSample) -> Morphology:
     axis = np.rad2deg(np.arctan2(y, x))
     return Morphology(
         center=center, width=width, amp=amp, pvc_center=pvc_center, pvc_width=pvc_width,
-        pvc_amp=pvc_amp, pac_p_amp=pac_p_amp, qtc=qtc, t_width=t_width, qrs_end=qrs_end,
+        pvc_amp=pvc_amp, pac_p_amp=pac_p_amp, p_amp=p_amp * gain, qtc=qtc, t_width=t_width, qrs_end=qrs_end,
         qrs_onset=qrs_onset, pr=pr, axis=axis,
     )

@@ -115,7 +115,8 @@ def test_mimic_tables_join_and_look_real(tiny_archive):
     assert [f"report_{j}" for j in range(18)] == list(mm.columns[4:22]) and len(mm.columns) == 33
     assert set(mm["study_id"]) == set(rl["study_id"])
     assert mm["report_0"].isin(["Sinus rhythm", "Atrial fibrillation", "Atrial flutter", "Sinus tachycardia",
-                                "Sinus bradycardia", "Sinus arrhythmia", "Supraventricular tachycardia"]).all()
+                                "Sinus bradycardia", "Sinus arrhythmia", "Supraventricular tachycardia",
+                                "Complete heart block"]).all()
     patients = pd.read_csv(m / "hosp/patients.csv")
     adm = pd.read_csv(m / "hosp/admissions.csv", parse_dates=["admittime", "dischtime", "edregtime"])
     dx = pd.read_csv(m / "hosp/diagnoses_icd.csv", dtype={"icd_code": str})

@@ -92,7 +92,8 @@ def test_bundle_branch_blocks_are_wide_and_lead_specific(plan_400):
     assert np.all(qrs_width(median_beats(qrs, rows_with(plan, "NORM")[:15])) < 0.11)
     term = slice(int((0.15 + 0.05) * FS), int((0.15 + 0.09) * FS))  # 50-90 ms after R: R' of RBBB
     assert np.all(rbbb[:, L["V1"], term].max(axis=1) > 0.2)  # terminal R' in V1
-    assert np.all(rbbb[:, L["I"], term].min(axis=1) < -0.1)  # broad terminal S in I
+    s_in_i = rbbb[:, L["I"], term].min(axis=1)  # broad terminal S in I
+    assert np.all(s_in_i < -0.05) and np.median(s_in_i) < -0.15
     assert np.all(lbbb[:, L["V1"], int(0.15 * FS) : int(0.25 * FS)].min(axis=1) < -0.5)  # QS in V1
     assert np.all(lbbb[:, L["V6"], int(0.15 * FS) : int(0.25 * FS)].max(axis=1) > 0.5)  # broad R in V6
 
@@ -155,7 +156,8 @@ def test_new_axis_atrial_and_preexcitation_findings(plan_400):
     rvh = median_beats(plan, rows_with(plan, "RVH", ("CRBBB", "IRBBB", "ASMI"))[:8])
     qrs = slice(int(0.1 * FS), int(0.2 * FS))
     assert np.median(rvh[:, L["V1"], qrs].max(axis=1)) > 2 * np.median(norm[:, L["V1"], qrs].max(axis=1))
-    assert np.all(plan.morph.axis[rows_with(plan, "LPFB")] > 80)
+    lpfb_axis = plan.morph.axis[rows_with(plan, "LPFB")] % 360  # right axis deviation (can pass 180)
+    assert np.all((lpfb_axis > 80) & (lpfb_axis < 240))
     assert np.all(plan.morph.axis[rows_with(plan, "LAFB", ("IMI",))] < -20)
     rae = median_beats(plan, rows_with(plan, "RAO/RAE")[:8], lo_s=-0.35)
     ctrl = median_beats(plan, rows_with(plan, "NORM")[:10], lo_s=-0.35)
@@ -212,3 +214,23 @@ def test_noise_scale_zero_gives_clean_signals_and_no_flags():
     rows = np.arange(300)
     np.testing.assert_array_equal(simulate(plan, rows, 100), simulate(plan, rows, 100, noise=False))
     assert all(v == "" for flags in plan.noise.flags.values() for v in flags)
+
+
+def test_av_blocks_dissociate_p_waves_from_qrs(plan_400):
+    _, plan, _ = plan_400
+    s = plan.schedule
+    for code in ("2AVB", "3AVB"):
+        rows = rows_with(plan, code)
+        assert len(rows) > 0
+        n_p = (s.p_valid[rows] & (s.p_time[rows] > 0) & (s.p_time[rows] < 10)).sum(axis=1)
+        n_r = (s.valid[rows] & (s.r_time[rows] > 0) & (s.r_time[rows] < 10)).sum(axis=1)
+        assert np.all(n_p > n_r)  # blocked P waves
+    assert np.all(s.heart_rate[rows_with(plan, "3AVB")] < 50)
+    assert not s.p_valid[rows_with(plan, "NORM")].any()
+    # the P waves are really drawn: removing the beats leaves P-sized bumps at the P times
+    rows = rows_with(plan, "3AVB")[:3]
+    clean = simulate(plan, rows, FS, noise=False)
+    for k, i in enumerate(rows):
+        t = s.p_time[i][s.p_valid[i] & (s.p_time[i] > 0.1) & (s.p_time[i] < 9.9)]
+        amp = np.abs(clean[k, L["II"], np.round(t * FS).astype(int)])
+        assert np.median(amp) > 0.05
