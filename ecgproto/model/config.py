@@ -41,7 +41,7 @@ GROUP_DEFAULTS: dict[str, dict[str, Any]] = {
         "backbone": "resnet18_2d",
         "prototypes_per_class": 18,
         "proto_time_len": 3,
-        "similarity_scale": 13.0,
+        "similarity_scale": 1.0,  # reference 13 (with mean pooling); 1 learns faster with max pooling
         "dropout": 0.35,
     },
     "global": {
@@ -65,7 +65,7 @@ class BranchConfig:
     proto_time_len: latent time steps per prototype; 0 = the whole latent axis (global).
     proto_lead_len: leads per prototype window when ``lead_aware``; 0 = all 12 leads.
     proto_dim: channels of the add-on output; 0 = the backbone's channel count (reference).
-    similarity_scale: factor on the cosine (reference: 1 for 1D, 13 for T=3, 4 for T=32).
+    similarity_scale: factor on the cosine (defaults 1 / 1 / 4; reference 1 / 13 / 4, see docs/readme/model.md).
     last_layer_negative: initial prototype→other-class weight (own class gets +1).
     """
 
@@ -137,7 +137,7 @@ class FusionConfig:
     """
 
     head: Literal["sign_constrained", "masked_nonneg", "linear"] = "sign_constrained"
-    mask: Literal["own_class", "own_branch", "own_class_and_other_branches", "all"] = "own_branch"
+    mask: Literal["own_class", "own_branch", "own_class_and_other_branches", "all"] = "all"
     normalize: bool = True
 
 

@@ -54,7 +54,7 @@ def test_own_class_mask_structure():
 
 
 def test_sign_constrained_own_branch_signs():
-    model = _model()  # default: sign_constrained, own_branch
+    model = _model("model.fusion.head=sign_constrained", "model.fusion.mask=own_branch")
     _randomise(model)
     table = model.prototype_table()
     weight = model.fusion.effective_weight()
@@ -108,3 +108,13 @@ def test_fusion_l1_and_gradients_reach_only_allowed_weights():
     assert torch.all(grad[model.fusion.mask == 0] == 0)
     assert (model.fusion.mask == 0).any()
     assert model.fusion.l1_penalty().item() == pytest.approx(model.fusion.effective_weight().abs().sum().item())
+
+
+def test_default_head_is_sign_constrained_over_all_prototypes():
+    model = _model()
+    table = model.prototype_table()
+    weight = model.fusion.effective_weight().detach()
+    own = torch.zeros_like(weight, dtype=torch.bool)
+    labels = list(all_labels())
+    own[[labels.index(c) for c in table.class_code], table["index"].tolist()] = True
+    assert torch.all(weight[own] > 0) and torch.all(weight[~own] < 0)
