@@ -1,0 +1,49 @@
+import pytest
+import torch
+
+from ecgproto.model import ProtoECGNet
+from ecgproto.train.stages import make_warmup_head, setup_stage
+
+from .helpers import FS, N_SAMPLES, tiny_config
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return ProtoECGNet(tiny_config().model, N_SAMPLES, FS)
+
+
+def _trainable(model):
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_last_layer_stage_trains_only_the_last_layer_in_eval_mode(model):
+    setup = setup_stage(model, "morphology", "last_layer")
+    setup.train()
+    assert _trainable(model) == {"branches.morphology.last_layer.weight"}
+    assert all(not m.training for m in model.modules())  # BN/dropout of frozen modules never drift
+
+
+def test_joint_stage_freezes_last_layer_and_other_branches(model):
+    setup = setup_stage(model, "rhythm", "joint")
+    setup.train()
+    names = _trainable(model)
+    assert "branches.rhythm.prototype_vectors" in names
+    assert "branches.rhythm.last_layer.weight" not in names
+    assert all(n.startswith("branches.rhythm.") for n in names)
+    assert model.branches["rhythm"].training and not model.branches["global"].training
+    assert not model.fusion.training
+
+
+def test_warmup_stage_has_no_prototypes_and_needs_its_head(model):
+    with pytest.raises(ValueError, match="WarmupHead"):
+        setup_stage(model, "global", "warmup")
+    head = make_warmup_head(model, "global", N_SAMPLES, seed=0)
+    setup = setup_stage(model, "global", "warmup", head)
+    names = _trainable(model)
+    assert "branches.global.prototype_vectors" not in names
+    assert any(n.startswith("branches.global.backbone") for n in names)
+    assert all(p.requires_grad for p in head.parameters())
+    assert len(setup.params) == len(names) + len(list(head.parameters()))
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        setup_stage(model, "global", "projection")
