@@ -60,6 +60,8 @@ class TrainConfig:
     augment_noise_mv: float = 0.0  # Gaussian noise SD in mV (0 = off)
     augment_shift_samples: int = 0  # circular time shift up to ± samples (0 = off)
     deterministic: bool = True  # torch.use_deterministic_algorithms on CPU
+    # fraction of validation (in-distribution) records the stored OOD threshold flags
+    ood_flag_rate: float = 0.05
 
     def __post_init__(self) -> None:
         unknown = set(self.branch_stages) - {"rhythm", "morphology", "global"}

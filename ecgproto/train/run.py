@@ -24,6 +24,7 @@ from ecgproto.config import Config
 from ecgproto.configuration import to_dict
 from ecgproto.data.labels import all_labels, label_table
 from ecgproto.evaluate.metrics import macro_auroc
+from ecgproto.score.ood import calibrate_ood
 from ecgproto.train.checkpoint import finite_or_none, save_checkpoint
 from ecgproto.train.distributed import DistInfo, gather_rows, shard
 from ecgproto.train.fusion import cached_features, fusion_logits
@@ -100,6 +101,8 @@ def checkpoint_meta(trainer: Trainer, val_metrics: dict[str, Any]) -> dict[str, 
         "fusion_normalization": s.fusion.get("normalization"),
         "val_metrics": val_metrics,
         "data_key": getattr(archive, "key", None),
+        "ood": calibrate_ood(cached_features(trainer)["val"], cfg.train.ood_flag_rate,
+                             prototype_branches=trainer.model.prototype_table()["branch"].tolist()),
     }
 
 

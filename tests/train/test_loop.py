@@ -57,6 +57,10 @@ def test_outputs_and_stages(reference_run):
     assert len(meta["thresholds"]) == 71 and len(meta["prototypes"]) == model.n_prototypes
     assert set(meta["cooccurrence"]) == {"rhythm", "morphology", "global"}
     assert meta["fusion_normalization"] is not None
+    # OOD calibrated on the validation fold: the stored threshold flags ~ood_flag_rate of it
+    ood = meta["ood"]
+    assert ood["n_val"] == int((arc.index["split"] == "val").sum()) and ood["flag_rate"] == cfg.train.ood_flag_rate
+    assert ood["branches"] == ["rhythm", "morphology", "global"]
     projected = [p for p in meta["prototypes"] if p["ecg_id"] is not None]
     assert projected and all(p["ecg_id"] in set(arc.index["ecg_id"]) for p in projected)
     assert not model.training
