@@ -41,7 +41,7 @@ GROUP_DEFAULTS: dict[str, dict[str, Any]] = {
         "backbone": "resnet18_2d",
         "prototypes_per_class": 18,
         "proto_time_len": 3,
-        "similarity_scale": 13.0,
+        "similarity_scale": 1.0,  # reference 13 (with mean pooling); 1 learns faster with max pooling
         "dropout": 0.35,
     },
     "global": {
@@ -65,7 +65,7 @@ class BranchConfig:
     proto_time_len: latent time steps per prototype; 0 = the whole latent axis (global).
     proto_lead_len: leads per prototype window when ``lead_aware``; 0 = all 12 leads.
     proto_dim: channels of the add-on output; 0 = the backbone's channel count (reference).
-    similarity_scale: factor on the cosine (reference: 1 for 1D, 13 for T=3, 4 for T=32).
+    similarity_scale: factor on the cosine (defaults 1 / 1 / 4; reference 1 / 13 / 4, see docs/readme/model.md).
     last_layer_negative: initial prototype→other-class weight (own class gets +1).
     """
 
@@ -126,17 +126,18 @@ def _default_branches() -> dict[str, BranchConfig]:
 class FusionConfig:
     """Fusion of the concatenated branch similarities into the 71 logits.
 
-    head: "masked_nonneg" (each label's logit = bias + Σ_j w_cj·s̃_j with w_cj ≥ 0 over the
-    prototypes allowed by ``mask``) or "linear" (dense, signed; the reference head).
-    mask (masked_nonneg only): "own_class" = the label's own prototypes in its branch;
-    "own_class_and_other_branches" = those plus every prototype of the two other branches;
-    "all" = every prototype.
+    head: "sign_constrained" (each label's logit = bias + Σ_j w_cj·s̃_j, w_cj ≥ 0 for the label's
+    own prototypes and ≤ 0 for the other prototypes connected by ``mask``), "masked_nonneg"
+    (w_cj ≥ 0 on every connected prototype) or "linear" (dense, signed; the reference head).
+    mask: prototypes connected to a label — "own_class" (its own prototypes in its branch),
+    "own_branch" (every prototype of its branch), "own_class_and_other_branches" (own
+    prototypes plus every prototype of the two other branches) or "all"; ignored by "linear".
     normalize: standardise each branch's similarities with one mean/std per branch
     (fitted on training similarities) before the head.
     """
 
-    head: Literal["masked_nonneg", "linear"] = "masked_nonneg"
-    mask: Literal["own_class", "own_class_and_other_branches", "all"] = "own_class"
+    head: Literal["sign_constrained", "masked_nonneg", "linear"] = "sign_constrained"
+    mask: Literal["own_class", "own_branch", "own_class_and_other_branches", "all"] = "all"
     normalize: bool = True
 
 

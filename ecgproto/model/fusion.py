@@ -5,15 +5,22 @@
    fitted on training similarities by ``fit_normalization`` and stored as buffers. One
    scalar pair per branch keeps similarities comparable within a branch while putting the
    branches (cosine ranges ±1, ±13, ±4 at reference scale) on one scale.
-2. Head:
-   - ``masked_nonneg``: logit_c = b_c + Σ_j w_cj · s̃_j with w_cj = softplus(v_cj) · M_cj ≥ 0.
-     Mask M ("own_class", the default): prototype j is allowed for label c iff j is one of
-     c's own prototypes in c's branch — each label's logit is then a sum of evidence from
-     its own prototypes, and more similarity can only raise it. "own_class_and_other_branches"
-     additionally allows every prototype of the two other branches (e.g. a morphology
-     prototype supporting a rhythm label); "all" allows every prototype.
-   - ``linear``: dense signed weights (the reference head).
-   Both start from w = 1/K on a label's own K prototypes (≈0 elsewhere) and bias 0.
+2. Head: logit_c = b_c + Σ_j w_cj · s̃_j, with the prototypes j connected to label c given by
+   ``mask``: "own_class" (c's own K prototypes), "own_branch" (every prototype of c's branch),
+   "own_class_and_other_branches" (own prototypes plus every prototype of the two other
+   branches) or "all". Heads:
+   - ``sign_constrained`` (default): w_cj = +|v_cj| ≥ 0 for c's own prototypes and
+     −|v_cj| ≤ 0 for every other connected prototype. Each term's sign is fixed by
+     class membership: looking like a prototype of the label raises its logit, looking like a
+     prototype of another class lowers it (the structure of the branch last layers, +1/−0.5).
+   - ``masked_nonneg``: w_cj = |v_cj| ≥ 0 on every connected prototype; with
+     "own_class" each logit is a sum of evidence from the label's own prototypes only.
+     Measured on a small synthetic run it under-fits (similarities share a per-record common
+     factor that only negative evidence can cancel): see docs/readme/model.md.
+   - ``linear``: dense signed weights, mask ignored (the reference head).
+   The magnitude |v| has gradient ±1 whatever its size (a softplus would stall near 0) and
+   the L1 term can drive it to exactly 0. All start from w = 1/K on a label's own K
+   prototypes, ±1e-3 on other connected ones, bias 0.
 
 ``contributions(s)`` returns w_cj · s̃_j (B, 71, P); summed over j plus the bias it equals
 the logits exactly (up to float rounding), which is what explanations report.
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,10 +38,6 @@ from torch import nn
 from ecgproto.model.config import FusionConfig
 
 _SMALL_WEIGHT = 1e-3
-
-
-def _inverse_softplus(x: torch.Tensor) -> torch.Tensor:
-    return x + torch.log(-torch.expm1(-x))
 
 
 class FusionHead(nn.Module):
@@ -58,28 +62,29 @@ class FusionHead(nn.Module):
         own[prototype_label, torch.arange(n_protos)] = 1.0
         label_branch = torch.full((n_labels,), -1, dtype=torch.long)
         label_branch[prototype_label] = prototype_branch.long()
-        if cfg.mask == "own_class":
-            mask = own.clone()
-        elif cfg.mask == "own_class_and_other_branches":
-            mask = torch.maximum(own, (label_branch[:, None] != prototype_branch[None, :]).float())
-        else:
-            mask = torch.ones(n_labels, n_protos)
-        self.register_buffer("mask", mask if cfg.head == "masked_nonneg" else torch.ones(n_labels, n_protos))
+        same_branch = (label_branch[:, None] == prototype_branch[None, :]).float()
+        masks = {
+            "own_class": own,
+            "own_branch": same_branch,
+            "own_class_and_other_branches": torch.maximum(own, 1.0 - same_branch),
+            "all": torch.ones(n_labels, n_protos),
+        }
+        mask = torch.ones(n_labels, n_protos) if cfg.head == "linear" else masks[cfg.mask]
+        sign = 2.0 * own - 1.0 if cfg.head == "sign_constrained" else torch.ones(n_labels, n_protos)
+        # Derived from the config, so not stored in checkpoints.
+        self.register_buffer("mask", mask, persistent=False)
+        self.register_buffer("sign", sign * mask, persistent=False)
 
         per_class = own.sum(dim=1, keepdim=True).clamp(min=1.0)
-        init = own / per_class  # 1/K on own prototypes
-        if cfg.head == "masked_nonneg":
-            init = torch.where(own > 0, init, torch.full_like(init, _SMALL_WEIGHT))
-            self.weight_raw = nn.Parameter(_inverse_softplus(init))
-        else:
-            self.weight_raw = nn.Parameter(init)
+        magnitude = torch.where(own > 0, own / per_class, torch.full_like(own, _SMALL_WEIGHT))
+        self.weight_raw = nn.Parameter(own / per_class if cfg.head == "linear" else magnitude)
         self.bias = nn.Parameter(torch.zeros(n_labels))
 
     def effective_weight(self) -> torch.Tensor:
-        """The weights w (n_labels, P_total) actually applied (masked, non-negative for masked_nonneg)."""
-        if self.cfg.head == "masked_nonneg":
-            return F.softplus(self.weight_raw) * self.mask
-        return self.weight_raw
+        """The weights w (n_labels, P_total) actually applied (masked and sign-fixed unless ``linear``)."""
+        if self.cfg.head == "linear":
+            return self.weight_raw
+        return self.weight_raw.abs() * self.sign
 
     def normalize(self, similarities: torch.Tensor) -> torch.Tensor:
         """Raw similarities (B, P_total) → per-branch standardised similarities s̃."""
@@ -100,9 +105,9 @@ class FusionHead(nn.Module):
         return self.effective_weight().abs().sum()
 
     @torch.no_grad()
-    def fit_normalization(self, similarities: torch.Tensor) -> dict[str, dict[str, float]]:
+    def fit_normalization(self, similarities: torch.Tensor | np.ndarray) -> dict[str, dict[str, float]]:
         """Fit one mean/std per branch on training similarities (N, P_total); returns them as plain data."""
-        sims = similarities.detach().to(self.sim_mean.device, torch.float64)
+        sims = torch.as_tensor(similarities).detach().to(self.sim_mean.device, torch.float64)
         state: dict[str, dict[str, float]] = {}
         for b, name in enumerate(self.branch_names):
             cols = self.prototype_branch == b

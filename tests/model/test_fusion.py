@@ -22,7 +22,8 @@ def _randomise(model: ProtoECGNet) -> None:
 
 @pytest.mark.parametrize("head,mask", [("masked_nonneg", "own_class"),
                                        ("masked_nonneg", "own_class_and_other_branches"),
-                                       ("masked_nonneg", "all"), ("linear", "own_class")])
+                                       ("masked_nonneg", "all"), ("sign_constrained", "own_branch"),
+                                       ("sign_constrained", "all"), ("linear", "own_class")])
 def test_contributions_sum_to_logits(head, mask):
     model = _model(f"model.fusion.head={head}", f"model.fusion.mask={mask}")
     _randomise(model)
@@ -34,10 +35,12 @@ def test_contributions_sum_to_logits(head, mask):
     assert torch.allclose(contrib.sum(-1) + model.fusion.bias, logits, atol=1e-4)
     if head == "masked_nonneg":
         assert torch.all(model.fusion.effective_weight() >= 0)
+    if head != "linear":
+        assert torch.all(model.fusion.effective_weight()[model.fusion.mask == 0] == 0)
 
 
 def test_own_class_mask_structure():
-    model = _model()
+    model = _model("model.fusion.head=masked_nonneg", "model.fusion.mask=own_class")
     table = model.prototype_table()
     weight = model.fusion.effective_weight()
     labels = list(all_labels())
@@ -50,8 +53,22 @@ def test_own_class_mask_structure():
     assert torch.allclose(weight[norm, weight[norm] > 0], torch.full((3,), 1 / 3), atol=1e-5)
 
 
+def test_sign_constrained_own_branch_signs():
+    model = _model("model.fusion.head=sign_constrained", "model.fusion.mask=own_branch")
+    _randomise(model)
+    table = model.prototype_table()
+    weight = model.fusion.effective_weight()
+    branch, codes = table.branch.to_numpy(), table.class_code.to_numpy()
+    for code, group in [("AFIB", "rhythm"), ("IMI", "morphology"), ("NORM", "global")]:
+        row = weight[list(all_labels()).index(code)].detach().numpy()
+        own = codes == code
+        others = (branch == group) & ~own
+        assert np.all(row[own] > 0) and np.all(row[others] < 0)
+        assert np.all(row[branch != group] == 0)
+
+
 def test_cross_branch_mask():
-    model = _model("model.fusion.mask=own_class_and_other_branches")
+    model = _model("model.fusion.head=masked_nonneg", "model.fusion.mask=own_class_and_other_branches")
     table = model.prototype_table()
     mask = model.fusion.mask
     afib = list(all_labels()).index("AFIB")
@@ -74,6 +91,7 @@ def test_per_branch_normalization_fit_and_state():
     for g in state:
         assert got[g]["mean"] == pytest.approx(state[g]["mean"], rel=1e-6)
         assert got[g]["std"] == pytest.approx(state[g]["std"], rel=1e-6)
+    assert model.fusion.fit_normalization(sims.numpy()) == state  # numpy input accepted
     normed = model.fusion.normalize(sims)[:, sl["morphology"]]
     assert normed.mean().item() == pytest.approx(0.0, abs=1e-5)
     # buffers travel with the state dict
@@ -83,9 +101,20 @@ def test_per_branch_normalization_fit_and_state():
 
 
 def test_fusion_l1_and_gradients_reach_only_allowed_weights():
-    model = _model()
+    model = _model("model.fusion.mask=own_class_and_other_branches")
     sims = torch.randn(3, model.n_prototypes)
     model.fusion(sims).sum().backward()
     grad = model.fusion.weight_raw.grad
     assert torch.all(grad[model.fusion.mask == 0] == 0)
-    assert model.fusion.l1_penalty().item() == pytest.approx(model.fusion.effective_weight().sum().item())
+    assert (model.fusion.mask == 0).any()
+    assert model.fusion.l1_penalty().item() == pytest.approx(model.fusion.effective_weight().abs().sum().item())
+
+
+def test_default_head_is_sign_constrained_over_all_prototypes():
+    model = _model()
+    table = model.prototype_table()
+    weight = model.fusion.effective_weight().detach()
+    own = torch.zeros_like(weight, dtype=torch.bool)
+    labels = list(all_labels())
+    own[[labels.index(c) for c in table.class_code], table["index"].tolist()] = True
+    assert torch.all(weight[own] > 0) and torch.all(weight[~own] < 0)

@@ -47,7 +47,7 @@ def ecg_times(rng: np.random.Generator, admissions: pd.DataFrame) -> pd.DataFram
     disch = admissions["dischtime"].to_numpy()
     edreg = admissions["edregtime"].to_numpy()
     has_ed = ~np.isnat(edreg)
-    k = rng.choice([1, 2, 3], size=m, p=[0.5, 0.35, 0.15])
+    k = rng.choice([1, 2, 3], size=m, p=[0.65, 0.28, 0.07])
     adm = np.repeat(np.arange(m), k)
     nth = np.arange(len(adm)) - np.searchsorted(adm, adm)
     stay = (disch - admit)[adm].astype(float)

@@ -41,9 +41,9 @@ EXPOSURES: dict[str, tuple[str, ...]] = {
     "lvh": ("LVH",),
 }
 ASSOCIATIONS: tuple[Phenotype, ...] = (
-    Phenotype("atrial fibrillation/flutter", ("42731", "42732"), ("I480", "I481", "I4891", "I4892", "I4820"),
+    Phenotype("atrial fibrillation/flutter", ("42731", "42732"), ("I480", "I481", "I4891", "I4892", "I482"),
               0.07, 0.04, (("af", 30.0),)),
-    Phenotype("heart failure", ("4280", "42822", "42832", "42833"), ("I5022", "I5032", "I509", "I5023", "I110"),
+    Phenotype("heart failure", ("4280", "42822", "42832", "42833"), ("I5022", "I5032", "I509", "I5023", "I5042"),
               0.10, 0.03, (("lbbb", 5.0), ("low_voltage", 4.0))),
     Phenotype("old myocardial infarction", ("412",), ("I252",), 0.05, 0.02, (("old_mi", 10.0),)),
     Phenotype("hypertension", ("4019",), ("I10",), 0.35, 0.03, (("lvh", 3.0),)),
@@ -94,8 +94,8 @@ def draw_subjects(rng: np.random.Generator, n: int) -> pd.DataFrame:
 
 
 def draw_admissions(rng: np.random.Generator, subjects: pd.DataFrame) -> pd.DataFrame:
-    """1-5 admissions per subject with ED times for emergency admissions (datetime64 columns)."""
-    counts = 1 + np.minimum(rng.poisson(0.9, len(subjects)), 4)
+    """1-5 admissions per subject (mean 1.7) with ED times for emergency admissions (datetime64 columns)."""
+    counts = 1 + np.minimum(rng.poisson(0.7, len(subjects)), 4)
     sub = np.repeat(np.arange(len(subjects)), counts)
     m = len(sub)
     first = np.r_[True, sub[1:] != sub[:-1]]

@@ -101,7 +101,7 @@ def draw_morphology(rng: np.random.Generator, lab: LabelSample) -> Morphology:
     amp[:, C["P2"]] = project(_vec(0.8, 0.3, -0.9) * col(u(0.07, 0.11))) * col(lae)
 
     # --- septal q
-    q_vec = _unit(_vec(-0.35, 0.25, 0.9)) * col(u(0.12, 0.25))
+    q_vec = _unit(_vec(-0.35, rng.normal(0.25, 0.35, n), 0.9)) * col(u(0.12, 0.25))  # small inferior q in some
     q_vec = np.where(col(h("LAFB")), _unit(_vec(-0.3, 0.9, 0.2)) * col(u(0.12, 0.2)), q_vec)
     center[:, C["QSEP"]] = -0.024
     width[:, C["QSEP"]] = 0.007
@@ -215,6 +215,12 @@ def draw_morphology(rng: np.random.Generator, lab: LabelSample) -> Morphology:
     pvc_amp[:, qrs + [C["T"]]] *= volt[:, None, None]
     pac_theta = u(-100.0, -40.0)
     pac_p_amp = project(_vec(np.cos(np.deg2rad(pac_theta)), np.sin(np.deg2rad(pac_theta)), 0.1) * col(u(0.09, 0.15)))
+
+    # body habitus / electrode placement: per-record gains (limb leads share one, keeping Einthoven)
+    gain = np.concatenate([np.repeat(rng.lognormal(0.0, 0.1, (n, 1)), 2, axis=1), rng.lognormal(0.0, 0.15, (n, 6))], axis=1)
+    amp *= gain[:, None, :]
+    pvc_amp *= gain[:, None, :]
+    pac_p_amp *= gain
 
     net = (amp[:, qrs, :2] * width[:, qrs, None]).sum(axis=1)  # (N, 2): net QRS area in I, II
     x, y = net[:, 0], (net[:, 1] - 0.5 * net[:, 0]) / (np.sqrt(3) / 2)

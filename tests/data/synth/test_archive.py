@@ -22,8 +22,6 @@ from ecgproto.data.synth import write_synthetic_archive
 from ecgproto.data.synth.beats import LEADS
 from ecgproto.data.synth.writers import MIMIC_SIG_NAMES, PTBXL_SIG_NAMES, write_record, write_record_wfdb
 
-from .conftest import TINY
-
 ICD9 = re.compile(r"^(V\d{2,4}|E\d{3,4}|\d{3,5})$")
 ICD10 = re.compile(r"^[A-Z]\d[0-9A-Z]{1,5}$")
 
@@ -32,17 +30,19 @@ def _files(root: Path) -> list[Path]:
     return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
 
 
-def test_same_seed_same_bytes_other_seed_differs(tmp_path, tiny_archive):
-    root, _ = tiny_archive
-    again = tmp_path / "again"
-    write_synthetic_archive(again, TINY)
-    files = _files(root)
-    assert files == _files(again) and len(files) > 100
-    match, mismatch, errors = filecmp.cmpfiles(root, again, [str(f) for f in files], shallow=False)
+def test_same_seed_same_bytes_other_seed_differs(tmp_path):
+    cfg = SynthConfig(n_records=20, n_mimic_subjects=8, seed=7)
+    first, again = tmp_path / "first", tmp_path / "again"
+    write_synthetic_archive(first, cfg)
+    write_synthetic_archive(again, cfg)
+    files = _files(first)
+    assert files == _files(again) and len(files) > 60
+    match, mismatch, errors = filecmp.cmpfiles(first, again, [str(f) for f in files], shallow=False)
     assert not mismatch and not errors
     other = tmp_path / "other"
-    write_synthetic_archive(other, SynthConfig(n_records=TINY.n_records, n_mimic_subjects=0, seed=TINY.seed + 1))
-    assert (other / "ptbxl/ptbxl_database.csv").read_bytes() != (root / "ptbxl/ptbxl_database.csv").read_bytes()
+    write_synthetic_archive(other, SynthConfig(n_records=20, n_mimic_subjects=8, seed=8))
+    for rel in ("ptbxl/ptbxl_database.csv", "ptbxl/records100/00000/00001_lr.dat", "mimic/hosp/diagnoses_icd.csv"):
+        assert (other / rel).read_bytes() != (first / rel).read_bytes()
 
 
 def test_ptbxl_csvs_match_the_real_format(tiny_archive, ptbxl_sample):
@@ -196,3 +196,25 @@ def test_config_rejects_bad_values():
         load_config(None, ["synth.noise_scale=-1"])
     with pytest.raises(ConfigError, match="extra_key"):
         load_config(None, ["synth.extra_key=1"])
+
+
+def test_500hz_records_match_the_100hz_ones(tmp_path):
+    out = tmp_path / "a"
+    write_synthetic_archive(out, SynthConfig(n_records=6, n_mimic_subjects=0, seed=2, write_500hz=True))
+    db = pd.read_csv(out / "ptbxl/ptbxl_database.csv")
+    for lr, hr in zip(db["filename_lr"], db["filename_hr"]):
+        lo, _ = wfdb.rdsamp(str(out / "ptbxl" / lr))
+        hi, fields = wfdb.rdsamp(str(out / "ptbxl" / hr))
+        assert hi.shape == (5000, 12) and fields["fs"] == 500
+        down = hi.reshape(1000, 5, 12).mean(axis=1)
+        corr = [np.corrcoef(lo[:, j], down[:, j])[0, 1] for j in range(12)]
+        assert min(corr) > 0.8
+
+
+def test_rendering_does_not_depend_on_batching(plan_400):
+    from ecgproto.data.synth.simulator import simulate
+
+    _, plan, _ = plan_400
+    whole = simulate(plan, np.arange(20), 100)
+    parts = np.concatenate([simulate(plan, np.arange(0, 7), 100), simulate(plan, np.arange(7, 20), 100)])
+    np.testing.assert_array_equal(whole, parts)

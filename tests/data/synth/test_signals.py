@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from ecgproto.data.synth.beats import LEADS
+from ecgproto.data.synth.beats import LEADS, C
 from ecgproto.data.synth.rhythm import KIND_NORMAL
 from ecgproto.data.synth.simulator import simulate
 from ecgproto.data.synth.summary_features import _r_peaks
@@ -35,8 +37,18 @@ def q_depth(beats: np.ndarray, lead: str) -> np.ndarray:
     return -beats[:, L[lead], lo:hi].min(axis=1)
 
 
-def qrs_width(beats: np.ndarray, thr: float = 0.05) -> np.ndarray:
-    """Contiguous time (s) around R where some lead deviates > thr mV from zero."""
+def qrs_only(plan):
+    """The same plan with P, ST, T and atrial waves removed (only the QRS components left)."""
+    amp = plan.morph.amp.copy()
+    amp[:, [C["P"], C["P2"], C["ST"], C["T"]]] = 0.0
+    morph = dataclasses.replace(plan.morph, amp=amp)
+    schedule = dataclasses.replace(plan.schedule, f_amp=0 * plan.schedule.f_amp, flutter_amp=0 * plan.schedule.flutter_amp)
+    return dataclasses.replace(plan, morph=morph, schedule=schedule)
+
+
+def qrs_width(beats: np.ndarray, thr: float = 0.04) -> np.ndarray:
+    """Contiguous time (s) around R where some lead deviates > thr mV from zero
+    (use on renders of ``qrs_only`` plans)."""
     act = np.abs(beats).max(axis=1) > thr
     r = int(0.15 * FS)
     widths = []
@@ -74,10 +86,10 @@ def test_bundle_branch_blocks_are_wide_and_lead_specific(plan_400):
     st = ("ISC_", "STD_", "STE_", "INJAS")
     rbbb = median_beats(plan, rows_with(plan, "CRBBB", st)[:10])
     lbbb = median_beats(plan, rows_with(plan, "CLBBB")[:10])
-    norm = median_beats(plan, rows_with(plan, "NORM")[:15])
-    assert np.all(qrs_width(rbbb) > 0.12)
-    assert np.all(qrs_width(lbbb) > 0.12)
-    assert np.all(qrs_width(norm) < 0.11)
+    qrs = qrs_only(plan)
+    assert np.all(qrs_width(median_beats(qrs, rows_with(plan, "CRBBB")[:10])) > 0.12)
+    assert np.all(qrs_width(median_beats(qrs, rows_with(plan, "CLBBB")[:10])) > 0.12)
+    assert np.all(qrs_width(median_beats(qrs, rows_with(plan, "NORM")[:15])) < 0.11)
     term = slice(int((0.15 + 0.05) * FS), int((0.15 + 0.09) * FS))  # 50-90 ms after R: R' of RBBB
     assert np.all(rbbb[:, L["V1"], term].max(axis=1) > 0.2)  # terminal R' in V1
     assert np.all(rbbb[:, L["I"], term].min(axis=1) < -0.1)  # broad terminal S in I
@@ -144,7 +156,7 @@ def test_ectopic_beats_are_premature(plan_400):
         hits = s.kind[rows] == kind
         assert hits.any(axis=1).mean() > 0.9
         ratio = s.rr_prev[rows][hits] / np.median(s.rr_prev[rows], axis=1, keepdims=True).repeat(s.kind.shape[1], 1)[hits]
-        assert np.all(ratio < 0.85)
+        assert np.median(ratio) < 0.8 and np.all(ratio < 0.95)
     assert np.all(plan.morph.pvc_width[:, 4] >= 0.03)  # wide ectopic QRS (sigma >= 30 ms)
 
 
