@@ -44,6 +44,8 @@ class SynthConfig:
     def __post_init__(self) -> None:
         if self.n_records < 1:
             raise ValueError(f"synth.n_records must be >= 1, got {self.n_records}")
+        if self.seed < 0:
+            raise ValueError(f"synth.seed must be >= 0, got {self.seed}")
         if self.n_mimic_subjects < 0:
             raise ValueError(f"synth.n_mimic_subjects must be >= 0, got {self.n_mimic_subjects}")
         if self.records_per_patient < 1.0:

@@ -17,10 +17,10 @@ import numpy as np
 
 CHANNELS: tuple[str, ...] = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
 LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
-COMPONENTS: tuple[str, ...] = ("P", "P2", "QSEP", "QPATH", "R", "S", "R2", "ST", "T")
+COMPONENTS: tuple[str, ...] = ("P", "P2", "QSEP", "QPATH", "DELTA", "R", "S", "R2", "ST", "T")
 C = {name: i for i, name in enumerate(COMPONENTS)}
-# exponent of the basis exp(-|x|^p / 2): Gaussian waves, a flat-topped ST plateau
-SHAPE_POWER = np.array([2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 6.0, 2.0])
+# exponent of the basis exp(-|x|^p / 2): Gaussian waves, a flat-topped ST plateau (p = 6)
+SHAPE_POWER = np.array([2.0 if name != "ST" else 6.0 for name in COMPONENTS])
 WINDOW_S: tuple[float, float] = (-0.5, 0.8)  # beat support around the R peak (s)
 
 _PRECORDIAL_ANGLE = np.deg2rad([115.0, 95.0, 75.0, 55.0, 30.0, 5.0])

@@ -6,8 +6,9 @@ drawn; ``start_s``/``end_s`` bound the segment in seconds from the record start 
 to the record). Beat-level findings get one row per normal (non-ectopic) beat whose R
 peak lies inside the record: QRS findings span QRS onset–offset, ST findings the J point
 to the T peak, T findings the T wave (±2 widths), LNGQT the QT interval, LAO/LAE the P
-wave, 1AVB the PR interval; PVC/PAC get one row per ectopic beat (all 12 leads). Rhythm
-statements and NORM get one row spanning the whole record.
+wave, 1AVB the PR interval, WPW from P onset to the R peak (short PR + delta wave);
+PVC/PAC get one row per ectopic beat (all 12 leads). Rhythm
+statements, BIGU, 2AVB, 3AVB and NORM get one row spanning the whole record.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ BEAT_LEADS: dict[str, tuple[str, str]] = {  # code -> (segment kind, leads)
     "CRBBB": ("qrs", "I;aVR;V1;V2;V5;V6"),
     "IRBBB": ("qrs", "V1;V2"),
     "LAFB": ("qrs", "I;II;III;aVL;aVF"),
+    "LPFB": ("qrs", "I;II;III;aVL;aVF"),
+    "RVH": ("qrs", "I;V1;V2;V5;V6"),
+    "WPW": ("pre", ALL),
     "IMI": ("qrs", "II;III;aVF"),
     "ASMI": ("qrs", "V1;V2;V3"),
     "QWAVE": ("qrs", "I;aVL;V5;V6"),
@@ -40,11 +44,13 @@ BEAT_LEADS: dict[str, tuple[str, str]] = {  # code -> (segment kind, leads)
     "INVT": ("t", "V1;V2;V3;V4"),
     "LNGQT": ("qt", ALL),
     "LAO/LAE": ("p", "II;V1"),
+    "RAO/RAE": ("p", "II;III;aVF"),
     "1AVB": ("pr", "II;V1"),
 }
 RECORD_LEADS: dict[str, str] = {
     "SR": ALL, "STACH": ALL, "SBRAD": ALL, "SARRH": ALL, "NORM": ALL,
-    "AFIB": "II;III;aVF;V1", "AFLT": "II;III;aVF;V1",
+    "AFIB": "II;III;aVF;V1", "AFLT": "II;III;aVF;V1", "SVTAC": ALL, "BIGU": ALL,
+    "2AVB": ALL, "3AVB": ALL,
 }
 COLUMNS = ("code", "leads", "start_s", "end_s")
 
@@ -70,6 +76,8 @@ def _segments(plan: SynthPlan, kind: str) -> tuple[np.ndarray, np.ndarray]:
         return p_on, np.broadcast_to((m.center[:, C["P2"]] + 2.5 * m.width[:, C["P2"]])[:, None], shape)
     if kind == "pr":
         return p_on, on
+    if kind == "pre":
+        return p_on, np.zeros(shape)
     raise ValueError(f"unknown segment kind {kind!r}")
 
 

@@ -1,10 +1,10 @@
 """Draw realistic multi-label SCP statement sets for synthetic ECGs.
 
-Prevalences follow PTB-XL v1.0.3 (Wagner et al. 2020) for the 29 simulated
-statements, with rare statements raised to a floor (``SynthConfig.rare_label_floor``)
+Prevalences follow PTB-XL v1.0.3 (Wagner et al. 2020) for the 37 simulated
+statements (``SYNTH_CODES``), with rare statements raised to a floor (``SynthConfig.rare_label_floor``)
 so that every simulated label has enough positives to learn from. Co-occurrence is
 structured the clinical way: one rhythm per record (SR, STACH, SBRAD, SARRH, AFIB,
-AFLT), one bundle-branch state, one voltage state, one ST state; incompatible
+AFLT, SVTAC, 3AVB), one bundle-branch state, one axis state, one voltage state, one ST state; incompatible
 combinations (e.g. LBBB with LVH or infarct Q waves, AFIB with P-wave findings)
 are never drawn; ABQRS mostly accompanies infarct Q waves; NORM means "no abnormal
 statement"; age raises the chronic findings.
@@ -18,10 +18,11 @@ import numpy as np
 
 from ecgproto.data.labels import all_labels, label_table
 
-RHYTHMS: tuple[str, ...] = ("SR", "STACH", "SBRAD", "SARRH", "AFIB", "AFLT")
+RHYTHMS: tuple[str, ...] = ("SR", "STACH", "SBRAD", "SARRH", "AFIB", "AFLT", "SVTAC", "3AVB")
 SYNTH_CODES: tuple[str, ...] = RHYTHMS + (
-    "1AVB", "PVC", "PAC", "CLBBB", "CRBBB", "IRBBB", "LAFB", "IMI", "ASMI", "QWAVE", "ABQRS",
-    "LVH", "HVOLT", "LVOLT", "LAO/LAE", "ISC_", "STD_", "STE_", "INJAS", "NDT", "INVT", "LNGQT", "NORM",
+    "1AVB", "2AVB", "PVC", "PAC", "BIGU", "CLBBB", "CRBBB", "IRBBB", "LAFB", "LPFB", "WPW", "IMI", "ASMI", "QWAVE",
+    "ABQRS", "LVH", "RVH", "HVOLT", "LVOLT", "LAO/LAE", "RAO/RAE", "ISC_", "STD_", "STE_", "INJAS", "NDT",
+    "INVT", "LNGQT", "NORM",
 )
 
 # PTB-XL prevalence (fraction of 21,799 records) of each simulated statement.
@@ -30,7 +31,8 @@ PTBXL_PREVALENCE: dict[str, float] = {
     "1AVB": 0.037, "PVC": 0.053, "PAC": 0.018, "CLBBB": 0.025, "CRBBB": 0.025, "IRBBB": 0.051,
     "LAFB": 0.075, "IMI": 0.123, "ASMI": 0.108, "QWAVE": 0.025, "LVH": 0.098, "HVOLT": 0.003,
     "LVOLT": 0.008, "LAO/LAE": 0.020, "ISC_": 0.058, "STD_": 0.046, "STE_": 0.001, "INJAS": 0.010,
-    "NDT": 0.084, "INVT": 0.013, "LNGQT": 0.005,
+    "NDT": 0.084, "INVT": 0.013, "LNGQT": 0.005, "SVTAC": 0.001, "BIGU": 0.004, "LPFB": 0.008,
+    "WPW": 0.004, "RVH": 0.006, "RAO/RAE": 0.005, "2AVB": 0.001, "3AVB": 0.001,
 }
 AGE_DEPENDENT = ("AFIB", "AFLT", "CLBBB", "CRBBB", "LAFB", "IMI", "ASMI", "LVH", "1AVB", "PVC", "LVOLT")
 LIKELIHOODS = np.array([100.0, 80.0, 50.0, 35.0, 15.0])
@@ -98,21 +100,26 @@ def sample_labels(rng: np.random.Generator, age: np.ndarray, floor: float = 0.02
         q = p[code] if prob is None else prob
         chosen[code] = (rng.random(n) < q) & allowed
 
-    pick(("AFIB", "AFLT", "STACH", "SBRAD", "SARRH"))
-    atrial = chosen["AFIB"] | chosen["AFLT"]
+    pick(("AFIB", "AFLT", "STACH", "SBRAD", "SARRH", "SVTAC", "3AVB"))
+    atrial = chosen["AFIB"] | chosen["AFLT"] | chosen["SVTAC"] | chosen["3AVB"]
     chosen["SR"] = ~(atrial | chosen["STACH"] | chosen["SBRAD"] | chosen["SARRH"])
     pick(("CLBBB", "CRBBB", "IRBBB"))
     lbbb = chosen["CLBBB"]
-    bern("LAFB", ~lbbb)
+    pick(("LAFB", "LPFB", "RVH"), (~lbbb).astype(float))
+    bern("WPW", ~(atrial | lbbb | chosen["CRBBB"]))
     bern("IMI", ~lbbb)
     bern("ASMI", ~lbbb)
     bern("QWAVE", ~(lbbb | chosen["IMI"] | chosen["ASMI"]))
     q_waves = chosen["IMI"] | chosen["ASMI"] | chosen["QWAVE"]
     bern("ABQRS", True, np.where(q_waves, 0.55, 0.02))
     pick(("LVH", "HVOLT", "LVOLT"), (~lbbb).astype(float))
+    bern("2AVB", ~(atrial | chosen["STACH"] | chosen["SARRH"]))
     bern("LAO/LAE", ~atrial)
+    bern("RAO/RAE", ~atrial)
     bern("1AVB", ~atrial)
+    bern("BIGU", ~atrial)
     bern("PVC")
+    chosen["PVC"] |= chosen["BIGU"]
     bern("PAC", ~atrial)
     pick(("ISC_", "STD_", "STE_", "INJAS"), (~lbbb).astype(float))
     pick(("NDT", "INVT"), (~(lbbb | chosen["ISC_"])).astype(float))
@@ -152,13 +159,20 @@ def scp_codes_strings(sample: LabelSample) -> list[str]:
 
 
 CHRONIC: tuple[str, ...] = (
-    "CLBBB", "CRBBB", "IRBBB", "LAFB", "IMI", "ASMI", "QWAVE", "LVH", "HVOLT", "LVOLT", "LAO/LAE", "1AVB",
+    "CLBBB", "CRBBB", "IRBBB", "LAFB", "LPFB", "WPW", "IMI", "ASMI", "QWAVE", "LVH", "RVH", "HVOLT", "LVOLT",
+    "LAO/LAE", "RAO/RAE", "1AVB",
 )
-_SINUS = ("SR", "STACH", "SBRAD", "SARRH")
+_SINUS = ("SR", "STACH", "SBRAD", "SARRH")  # rhythm statements compatible with NORM
 _CLEARED_BY = {  # finding -> statements it rules out (drawn as incompatible)
-    "AFIB": ("LAO/LAE", "1AVB", "PAC"),
-    "AFLT": ("LAO/LAE", "1AVB", "PAC"),
-    "CLBBB": ("CRBBB", "IRBBB", "LAFB", "IMI", "ASMI", "QWAVE", "LVH", "HVOLT", "LVOLT",
+    "AFIB": ("LAO/LAE", "RAO/RAE", "1AVB", "PAC", "BIGU", "WPW", "2AVB"),
+    "AFLT": ("LAO/LAE", "RAO/RAE", "1AVB", "PAC", "BIGU", "WPW", "2AVB"),
+    "SVTAC": ("LAO/LAE", "RAO/RAE", "1AVB", "PAC", "BIGU", "WPW", "2AVB"),
+    "3AVB": ("LAO/LAE", "RAO/RAE", "1AVB", "2AVB", "PAC", "PVC", "BIGU", "WPW"),
+    "2AVB": ("LAO/LAE", "RAO/RAE", "1AVB", "PAC", "PVC", "BIGU", "WPW"),
+    "WPW": ("1AVB", "CRBBB", "IRBBB"),
+    "LAFB": ("LPFB", "RVH"),
+    "LPFB": ("RVH",),
+    "CLBBB": ("CRBBB", "IRBBB", "LAFB", "LPFB", "RVH", "WPW", "IMI", "ASMI", "QWAVE", "LVH", "HVOLT", "LVOLT",
               "ISC_", "STD_", "STE_", "INJAS", "NDT", "INVT"),
     "CRBBB": ("IRBBB", "INVT"),
     "IMI": ("QWAVE",),

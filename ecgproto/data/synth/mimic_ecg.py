@@ -24,6 +24,10 @@ from ecgproto.data.synth.rhythm import Schedule
 STATEMENTS: dict[str, str] = {
     "SR": "Sinus rhythm", "STACH": "Sinus tachycardia", "SBRAD": "Sinus bradycardia",
     "SARRH": "Sinus arrhythmia", "AFIB": "Atrial fibrillation", "AFLT": "Atrial flutter",
+    "SVTAC": "Supraventricular tachycardia", "BIGU": "Ventricular bigeminy",
+    "2AVB": "2nd degree A-V block", "3AVB": "Complete heart block",
+    "LPFB": "Left posterior fascicular block", "WPW": "Wolff-Parkinson-White pattern",
+    "RVH": "Right ventricular hypertrophy", "RAO/RAE": "Right atrial enlargement",
     "1AVB": "1st degree A-V block", "PVC": "Ventricular premature complex", "PAC": "Atrial premature complex",
     "CLBBB": "Left bundle branch block", "CRBBB": "Right bundle branch block",
     "IRBBB": "Incomplete right bundle branch block", "LAFB": "Left anterior fascicular block",
@@ -34,7 +38,7 @@ STATEMENTS: dict[str, str] = {
     "STE_": "Inferior ST elevation", "INJAS": "Anteroseptal injury pattern",
     "NDT": "Nonspecific T wave abnormality", "INVT": "Anterior T wave inversion", "LNGQT": "Prolonged QT interval",
 }
-HEDGED = ("LVH", "LAO/LAE", "ISC_", "IMI", "ASMI", "NDT", "LAFB")
+HEDGED = ("LVH", "RVH", "LAO/LAE", "RAO/RAE", "ISC_", "IMI", "ASMI", "NDT", "LAFB", "LPFB")
 BORDERLINE = ("SARRH", "SBRAD", "STACH", "IRBBB", "NDT", "PAC", "LAO/LAE")
 N_REPORTS = 18
 MISSING = 29999  # MIMIC-IV-ECG's value for an interval the cart could not measure
@@ -169,7 +173,7 @@ def machine_measurements(
     rep = {f"report_{j}": [r[j] if j < len(r) else "" for r in reports] for j in range(N_REPORTS)}
     rr = 1000.0 / (schedule.heart_rate / 60.0)
     origin = 0.25  # s before the R peak
-    has_p = ~(lab.has("AFIB") | lab.has("AFLT"))
+    has_p = ~(lab.has("AFIB") | lab.has("AFLT") | lab.has("SVTAC"))
     p_on = (origin + morph.center[:, C["P"]] - 2.2 * morph.width[:, C["P"]]) * 1000
     p_end = (origin + morph.center[:, C["P"]] + 2.2 * morph.width[:, C["P"]]) * 1000
     t_end = (origin + -0.045 + morph.qtc * np.sqrt(rr / 1000.0)) * 1000

@@ -9,6 +9,10 @@ S (posterior), T (concordant with QRS). Findings modify it clinically:
   secondary T inversion V1–V3. IRBBB: smaller, earlier R' (QRS 100–115 ms).
 - CLBBB: no septal q, broad notched left-posterior R (I, aVL, V5, V6), QS in V1–V3,
   QRS 140–170 ms, discordant ST-T. LAFB: axis −45..−75°, qR in I/aVL, rS inferior.
+  LPFB: axis 100..150°. WPW: PR 80–115 ms to a slurred delta wave.
+- RVH: axis 100..140°, anterior forces (tall R in V1), S in I/V5/V6, V1–V3 strain in half.
+  RAO/RAE: tall (x1.8–2.4) rightward P (II, III, aVF). SVTAC: no visible P.
+- 2AVB / 3AVB: P waves on their own schedule (rhythm.py); 3AVB escape QRS wide in half.
 - IMI: wide Q in II, III, aVF. ASMI: QS in V1–V3. QWAVE: Q in I, aVL, V5, V6.
   ABQRS without Q waves: a notch in the QRS.
 - LVH: large left-posterior R, deep S in V1–V2, lateral strain in half of the cases.
@@ -30,12 +34,14 @@ from ecgproto.data.synth.beats import COMPONENTS, C, frontal, precordial, projec
 from ecgproto.data.synth.labels_sampler import LabelSample
 
 QRS_ONSET_S = -0.045  # QRS onset relative to the R peak (normal conduction)
+WPW_ONSET_S = -0.08  # onset of the delta wave (pre-excitation)
 
 
 @dataclass
 class Morphology:
     """Per-record templates. center/width (N, K) s, amp (N, K, 8) mV for normal beats;
     pvc_* the same for premature ventricular beats; pac_p_amp (N, 8) the ectopic P;
+    p_amp (N, 8) the sinus P (drawn on its own schedule for 2AVB/3AVB);
     qtc (N,) s, t_width (N,) s, qrs_end (N,) s after R, qrs_onset (N,) s, pr (N,) s,
     axis (N,) degrees (frontal QRS axis, from the drawn vectors)."""
 
@@ -46,6 +52,7 @@ class Morphology:
     pvc_width: np.ndarray
     pvc_amp: np.ndarray
     pac_p_amp: np.ndarray
+    p_amp: np.ndarray
     qtc: np.ndarray
     t_width: np.ndarray
     qrs_end: np.ndarray
@@ -76,25 +83,36 @@ def draw_morphology(rng: np.random.Generator, lab: LabelSample) -> Morphology:
     # --- axis and main vectors
     theta = np.clip(rng.normal(45.0, 22.0, n), -25.0, 100.0)
     theta = np.where(h("LAFB"), u(-75.0, -45.0), theta)
+    theta = np.where(h("LPFB"), u(100.0, 150.0), theta)
+    theta = np.where(h("RVH"), u(100.0, 140.0), theta)
     r_mag = np.exp(rng.normal(np.log(1.2), 0.2, n))
     r_z = rng.normal(0.05, 0.12, n)
     s_mag = u(0.45, 0.85)
     lvh = h("LVH")
     r_mag = np.where(lvh, r_mag * u(1.7, 2.3) * sev("LVH"), r_mag)
     r_z = np.where(lvh, r_z - 0.25, r_z)
+    rvh = h("RVH")
+    r_z = np.where(rvh, u(0.6, 0.9), r_z)  # anterior forces: tall R in V1
+    r_mag = np.where(rvh, r_mag * u(1.1, 1.4), r_mag)
     s_mag = np.where(lvh, s_mag * u(1.6, 2.0), s_mag)
     r_vec = _vec(np.cos(np.deg2rad(theta)), np.sin(np.deg2rad(theta)), r_z) * col(r_mag)
     r_vec[:, 1] *= np.where(h("IMI"), 0.6, 1.0)
 
     # --- P wave
-    has_p = ~(h("AFIB") | h("AFLT"))
+    has_p = ~(h("AFIB") | h("AFLT") | h("SVTAC") | h("2AVB") | h("3AVB"))  # AV block: P drawn apart
+    wpw = h("WPW")
     pr = np.where(h("1AVB"), u(0.24, 0.34), u(0.12, 0.20))
+    pr = np.where(wpw, u(0.08, 0.115), pr)
+    qrs_onset = np.where(wpw, WPW_ONSET_S, QRS_ONSET_S)
     p_sigma = u(0.017, 0.023) * np.where(h("LAO/LAE"), 1.3, 1.0)
-    p_theta = rng.normal(55.0, 12.0, n)
-    p_vec = _vec(np.cos(np.deg2rad(p_theta)), np.sin(np.deg2rad(p_theta)), 0.25) * col(u(0.10, 0.18))
-    center[:, C["P"]] = QRS_ONSET_S - pr + 2.2 * p_sigma
+    rae = h("RAO/RAE")
+    p_theta = np.where(rae, u(65.0, 80.0), rng.normal(55.0, 12.0, n))
+    p_mag = u(0.10, 0.18) * np.where(rae, u(1.8, 2.4), 1.0)
+    p_vec = _vec(np.cos(np.deg2rad(p_theta)), np.sin(np.deg2rad(p_theta)), 0.25) * col(p_mag)
+    center[:, C["P"]] = qrs_onset - pr + 2.2 * p_sigma
     width[:, C["P"]] = p_sigma
-    amp[:, C["P"]] = project(p_vec) * col(has_p)
+    p_amp = project(p_vec)
+    amp[:, C["P"]] = p_amp * col(has_p)
     lae = h("LAO/LAE") & has_p
     center[:, C["P2"]] = center[:, C["P"]] + 0.035
     width[:, C["P2"]] = 0.016
@@ -113,7 +131,12 @@ def draw_morphology(rng: np.random.Generator, lab: LabelSample) -> Morphology:
     amp[:, C["R"]] = project(r_vec)
     center[:, C["S"]] = 0.024
     width[:, C["S"]] = 0.008
-    amp[:, C["S"]] = project(_unit(_vec(-0.2, -0.2, -1.0)) * col(s_mag))
+    s_dir = np.where(col(rvh), _unit(_vec(-1.0, -0.2, -0.1)), _unit(_vec(-0.2, -0.2, -1.0)))
+    amp[:, C["S"]] = project(s_dir * col(s_mag))
+    # pre-excitation (WPW): slurred delta wave in the direction of the QRS, starting early
+    center[:, C["DELTA"]] = -0.035
+    width[:, C["DELTA"]] = 0.018
+    amp[:, C["DELTA"]] = project(r_vec * col(u(0.25, 0.4))) * col(wpw)
     qrs_end = np.full(n, 0.045)
 
     # --- right bundle branch block (complete / incomplete): terminal right-anterior R'
@@ -139,7 +162,13 @@ def draw_morphology(rng: np.random.Generator, lab: LabelSample) -> Morphology:
     width[:, C["R2"]] = np.where(lbbb, 0.018, width[:, C["R2"]])
     amp[:, C["R2"]] = np.where(col(lbbb), project(lb_dir * col(0.7 * lb_mag)), amp[:, C["R2"]])
     qrs_end = np.where(lbbb, 0.06 + 2.5 * 0.018, qrs_end)
-    qrs_onset = np.where(lbbb, 0.012 - 2.5 * width[:, C["R"]], QRS_ONSET_S)
+    # complete heart block: half the escape rhythms are ventricular (wide QRS)
+    wide_escape = h("3AVB") & ~lbbb & ~crbbb & (rng.random(n) < 0.5)
+    width[:, C["R"]] = np.where(wide_escape, u(0.02, 0.026), width[:, C["R"]])
+    width[:, C["S"]] = np.where(wide_escape, 0.016, width[:, C["S"]])
+    center[:, C["S"]] = np.where(wide_escape, 0.05, center[:, C["S"]])
+    qrs_end = np.where(wide_escape, 0.09, qrs_end)
+    qrs_onset = np.where(lbbb, 0.012 - 2.5 * width[:, C["R"]], qrs_onset)
 
     # --- abnormal QRS without Q waves: a small notch
     notch = h("ABQRS") & ~(h("IMI") | h("ASMI") | h("QWAVE") | crbbb | irbbb | lbbb)
@@ -160,7 +189,7 @@ def draw_morphology(rng: np.random.Generator, lab: LabelSample) -> Morphology:
         amp[:, C[comp], 2:5] *= np.where(col(asmi), 0.15, 1.0)
 
     # --- voltage
-    qrs = [C["QSEP"], C["QPATH"], C["R"], C["S"], C["R2"]]
+    qrs = [C["QSEP"], C["QPATH"], C["R"], C["S"], C["R2"], C["DELTA"]]
     volt = np.where(h("HVOLT"), u(1.7, 2.2), 1.0) * np.where(h("LVOLT"), u(0.3, 0.45), 1.0)
     amp[:, qrs] *= volt[:, None, None]
 
@@ -170,6 +199,8 @@ def draw_morphology(rng: np.random.Generator, lab: LabelSample) -> Morphology:
     t_amp = project(t_vec)
     t_amp = np.where(col(lbbb), project(-lb_dir * col(u(0.3, 0.5))), t_amp)
     t_amp[:, 2:5] = np.where(col(crbbb), -np.abs(t_amp[:, 2:5]) * 0.7, t_amp[:, 2:5])
+    rv_strain = rvh & (rng.random(n) < 0.5)
+    t_amp[:, 2:5] = np.where(col(rv_strain), -np.abs(t_amp[:, 2:5]) * 0.8 - 0.05, t_amp[:, 2:5])
     flat = np.where(h("NDT"), u(0.05, 0.2), 1.0) * np.where(h("ISC_"), u(0.2, 0.4), 1.0)
     t_amp[:, :2] *= flat[:, None]
     t_amp[:, 5:8] *= flat[:, None]
@@ -227,6 +258,6 @@ def draw_morphology(rng: np.random.Generator, lab: LabelSample) -> Morphology:
     axis = np.rad2deg(np.arctan2(y, x))
     return Morphology(
         center=center, width=width, amp=amp, pvc_center=pvc_center, pvc_width=pvc_width,
-        pvc_amp=pvc_amp, pac_p_amp=pac_p_amp, qtc=qtc, t_width=t_width, qrs_end=qrs_end,
+        pvc_amp=pvc_amp, pac_p_amp=pac_p_amp, p_amp=p_amp * gain, qtc=qtc, t_width=t_width, qrs_end=qrs_end,
         qrs_onset=qrs_onset, pr=pr, axis=axis,
     )

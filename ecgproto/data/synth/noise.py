@@ -34,6 +34,7 @@ class NoisePlan:
     electrode: np.ndarray  # (N,) channel index with an electrode problem, -1 = none
     powerline_amp: np.ndarray  # (N,)
     powerline_hz: float
+    scale: float  # SynthConfig.noise_scale (also scales the electrode artefact)
     flags: dict[str, list[str]]  # PTB-XL quality columns -> (N,) strings ("" = none)
 
 
@@ -70,8 +71,8 @@ def draw_noise_plan(rng: np.random.Generator, n: int, scale: float = 1.0, powerl
     burst = rng.random(n) < 0.04
     mask_b, burst_text = _affected(rng, n)
     burst_amp = np.where(burst[:, None] & mask_b, rng.uniform(0.08, 0.25, (n, 1)), 0.0)
-    electrode = np.where(rng.random(n) < 0.01, rng.integers(2, 8, n), -1)
     s = float(scale)
+    electrode = np.where((rng.random(n) < 0.01) & (s > 0), rng.integers(2, 8, n), -1)
     flags = {
         "baseline_drift": [t if d and s > 0 else "" for t, d in zip(drift_text, drift)],
         "static_noise": [t if d and s > 0 else "" for t, d in zip(static_text, static)],
@@ -83,7 +84,7 @@ def draw_noise_plan(rng: np.random.Generator, n: int, scale: float = 1.0, powerl
         wander_phase=rng.uniform(0, 2 * np.pi, (n, 8, 3)), emg_std=emg * s, burst_amp=burst_amp * s,
         burst_start=rng.uniform(0.0, 8.5, n), burst_len=rng.uniform(0.3, 1.5, n), electrode=electrode,
         powerline_amp=rng.uniform(0.01, 0.04, n) * s * (powerline_hz > 0), powerline_hz=float(powerline_hz),
-        flags=flags,
+        scale=s, flags=flags,
     )
 
 
@@ -113,5 +114,5 @@ def render_noise(plan: NoisePlan, rows: np.ndarray, fs: float, n_samples: int, s
         e = plan.electrode[i]
         if e >= 0:
             walk = np.cumsum(rng.standard_normal(n_samples)) / np.sqrt(fs)
-            out[k, e] += (0.4 * walk + 0.1 * rng.standard_normal(n_samples)).astype(np.float32)
+            out[k, e] += (plan.scale * (0.4 * walk + 0.1 * rng.standard_normal(n_samples))).astype(np.float32)
     return out

@@ -50,7 +50,7 @@ def plan_records(
     """Draw statements (unless given), morphology, rhythm and noise for len(age) records."""
     lab = labels if labels is not None else sample_labels(rng, age, rare_label_floor)
     morph = draw_morphology(rng, lab)
-    schedule = draw_schedule(rng, lab, DURATION_S)
+    schedule = draw_schedule(rng, lab, DURATION_S, p_to_r=-morph.center[:, C["P"]])
     noise = draw_noise_plan(rng, lab.labels.shape[0], noise_scale, powerline_hz)
     return SynthPlan(labels=lab, morph=morph, schedule=schedule, noise=noise, seed=seed)
 
@@ -94,6 +94,24 @@ def build_beats(plan: SynthPlan, rows: np.ndarray) -> BeatSet:
     return BeatSet(r_time=r_time, valid=s.valid[rows], center=center, width=width, amp=amp)
 
 
+def _dissociated_p(plan: SynthPlan, rows: np.ndarray, fs: float, n_samples: int) -> np.ndarray:
+    """(len(rows), 8, T) P waves of AV-block records, drawn at their own times (zeros elsewhere)."""
+    m, s = plan.morph, plan.schedule
+    out = np.zeros((len(rows), 8, n_samples), dtype=np.float32)
+    sel = np.flatnonzero(s.p_valid[rows].any(axis=1))
+    if sel.size == 0:
+        return out
+    r = rows[sel]
+    bp, k = s.p_time.shape[1], m.center.shape[1]
+    center = np.zeros((len(r), bp, k))
+    width = np.repeat(m.width[r, None, :], bp, axis=1)
+    amp = np.zeros((len(r), bp, k, 8))
+    amp[:, :, C["P"]] = m.p_amp[r, None, :]
+    beats = BeatSet(r_time=s.p_time[r], valid=s.p_valid[r], center=center, width=width, amp=amp)
+    out[sel] = render_beats(beats, fs, n_samples)
+    return out
+
+
 def simulate(plan: SynthPlan, rows: np.ndarray, fs: float, *, noise: bool = True, stream: int = 0) -> np.ndarray:
     """Signals of the records ``rows``: (len(rows), 12, duration*fs) float32 mV, leads
     I, II, III, aVR, aVL, aVF, V1–V6. ``noise=False`` gives the clean signal."""
@@ -102,6 +120,7 @@ def simulate(plan: SynthPlan, rows: np.ndarray, fs: float, *, noise: bool = True
     x8 = render_beats(build_beats(plan, rows), fs, n_samples)
     sub = Schedule(**{k: getattr(plan.schedule, k)[rows] for k in plan.schedule.__dataclass_fields__})
     x8 += atrial_activity(sub, fs, n_samples)
+    x8 += _dissociated_p(plan, rows, fs, n_samples)
     if noise:
         x8 += render_noise(plan.noise, rows, fs, n_samples, plan.seed, stream)
     return expand_leads(x8).astype(np.float32)

@@ -37,6 +37,7 @@ def summary_features(x: np.ndarray, fs: float) -> np.ndarray:
     lo, hi = int(round(BEAT_WINDOW_S[0] * fs)), int(round(BEAT_WINDOW_S[1] * fs))
     step = max(1, int(round(0.02 * fs)))
     rows = []
+    resid = np.zeros((n, 2, t), dtype=np.float32)  # leads II and V1 minus the median-beat train
     for i in range(n):
         rec = x[i]
         peaks = _r_peaks(rec, fs)
@@ -51,19 +52,18 @@ def summary_features(x: np.ndarray, fs: float) -> np.ndarray:
                    rr.min() / np.median(rr), rr.max() / np.median(rr), len(peaks)]
         slope = np.abs(np.diff(median, axis=1)).sum(axis=0)
         width = (slope > 0.3 * slope.max()).sum() / fs
-        template = np.zeros_like(rec)
+        resid[i] = rec[[1, 6]]
         for p in peaks:
-            template[:, p + lo : p + hi] += median
-        resid = rec - template
-        f, pxx = welch(resid[[1, 6]], fs=fs, nperseg=min(256, t))
-        atrial = np.log(pxx[:, (f >= 3.5) & (f <= 9.0)].mean(axis=1) + 1e-8)
-        f, pxx = welch(rec, fs=fs, nperseg=min(256, t))
-        bands = [np.log(pxx[:, (f >= a) & (f < b)].mean(axis=1) + 1e-8) for a, b in BANDS_HZ if a < fs / 2]
+            resid[i, :, p + lo : p + hi] -= median[[1, 6]]
         amp = np.percentile(rec, [1, 50, 99], axis=1).ravel()
-        rows.append(np.concatenate([
-            median[:, ::step].ravel(), rr_feat, [dev.max(), dev.mean(), width], atrial, np.concatenate(bands), amp,
-        ]))
-    return np.nan_to_num(np.asarray(rows, dtype=np.float32))
+        rows.append(np.concatenate([median[:, ::step].ravel(), rr_feat, [dev.max(), dev.mean(), width], amp]))
+    nper = min(256, t)
+    f, pxx = welch(resid, fs=fs, nperseg=nper, axis=-1)
+    atrial = np.log(pxx[..., (f >= 3.5) & (f <= 9.0)].mean(axis=-1) + 1e-8)  # (N, 2)
+    f, pxx = welch(x, fs=fs, nperseg=nper, axis=-1)
+    bands = [np.log(pxx[..., (f >= a) & (f < b)].mean(axis=-1) + 1e-8) for a, b in BANDS_HZ if a < fs / 2]
+    rows = np.concatenate([np.asarray(rows, dtype=np.float32), atrial, np.concatenate(bands, axis=1)], axis=1)
+    return np.nan_to_num(rows.astype(np.float32))
 
 
 def learnability(n_records: int, seed: int = 0, min_test_pos: int = 5, fs: int = 100) -> dict:

@@ -20,6 +20,7 @@ from ecgproto.data.config import SynthConfig
 from ecgproto.data.labels import all_labels
 from ecgproto.data.synth import write_synthetic_archive
 from ecgproto.data.synth.beats import LEADS
+from ecgproto.data.synth.labels_sampler import RHYTHMS
 from ecgproto.data.synth.writers import MIMIC_SIG_NAMES, PTBXL_SIG_NAMES, write_record, write_record_wfdb
 
 ICD9 = re.compile(r"^(V\d{2,4}|E\d{3,4}|\d{3,5})$")
@@ -114,7 +115,8 @@ def test_mimic_tables_join_and_look_real(tiny_archive):
     assert [f"report_{j}" for j in range(18)] == list(mm.columns[4:22]) and len(mm.columns) == 33
     assert set(mm["study_id"]) == set(rl["study_id"])
     assert mm["report_0"].isin(["Sinus rhythm", "Atrial fibrillation", "Atrial flutter", "Sinus tachycardia",
-                                "Sinus bradycardia", "Sinus arrhythmia"]).all()
+                                "Sinus bradycardia", "Sinus arrhythmia", "Supraventricular tachycardia",
+                                "Complete heart block"]).all()
     patients = pd.read_csv(m / "hosp/patients.csv")
     adm = pd.read_csv(m / "hosp/admissions.csv", parse_dates=["admittime", "dischtime", "edregtime"])
     dx = pd.read_csv(m / "hosp/diagnoses_icd.csv", dtype={"icd_code": str})
@@ -167,13 +169,14 @@ def test_label_coverage_and_consistency(plan_400):
     present = {codes[j] for j in np.flatnonzero(y.sum(axis=0) >= 3)}
     assert len(present) >= 20
     prev = dict(zip(codes, y.mean(axis=0)))
-    assert 0.25 < prev["NORM"] < 0.6 and 0.03 < prev["AFIB"] < 0.15 and prev["SR"] > 0.6
-    rhythm = y[:, [codes.index(c) for c in ("SR", "STACH", "SBRAD", "SARRH", "AFIB", "AFLT")]]
+    assert 0.2 < prev["NORM"] < 0.6 and 0.03 < prev["AFIB"] < 0.15 and prev["SR"] > 0.6
+    rhythm = y[:, [codes.index(c) for c in RHYTHMS]]
     assert (rhythm.sum(axis=1) == 1).all()
     norm = y[:, codes.index("NORM")] == 1
     abnormal = [codes.index(c) for c in ("IMI", "CLBBB", "AFIB", "LVH", "PVC", "1AVB")]
     assert not (norm[:, None] & (y[:, abnormal] == 1)).any()
     assert not ((y[:, codes.index("AFIB")] == 1) & (y[:, codes.index("PAC")] == 1)).any()
+    assert (y[y[:, codes.index("BIGU")] == 1, codes.index("PVC")] == 1).all()
 
 
 def test_cli_writes_refuses_and_forces(tmp_path, capsys):
@@ -192,6 +195,8 @@ def test_cli_writes_refuses_and_forces(tmp_path, capsys):
 def test_config_rejects_bad_values():
     with pytest.raises(ValueError, match="n_records"):
         SynthConfig(n_records=0)
+    with pytest.raises(ValueError, match="seed"):
+        SynthConfig(seed=-1)
     with pytest.raises(ConfigError, match="synth"):
         load_config(None, ["synth.noise_scale=-1"])
     with pytest.raises(ConfigError, match="extra_key"):
@@ -208,7 +213,7 @@ def test_500hz_records_match_the_100hz_ones(tmp_path):
         assert hi.shape == (5000, 12) and fields["fs"] == 500
         down = hi.reshape(1000, 5, 12).mean(axis=1)
         corr = [np.corrcoef(lo[:, j], down[:, j])[0, 1] for j in range(12)]
-        assert min(corr) > 0.8
+        assert np.median(corr) > 0.85  # same beats; only the white noise differs between rates
 
 
 def test_rendering_does_not_depend_on_batching(plan_400):

@@ -92,7 +92,8 @@ def test_bundle_branch_blocks_are_wide_and_lead_specific(plan_400):
     assert np.all(qrs_width(median_beats(qrs, rows_with(plan, "NORM")[:15])) < 0.11)
     term = slice(int((0.15 + 0.05) * FS), int((0.15 + 0.09) * FS))  # 50-90 ms after R: R' of RBBB
     assert np.all(rbbb[:, L["V1"], term].max(axis=1) > 0.2)  # terminal R' in V1
-    assert np.all(rbbb[:, L["I"], term].min(axis=1) < -0.1)  # broad terminal S in I
+    s_in_i = rbbb[:, L["I"], term].min(axis=1)  # broad terminal S in I
+    assert np.all(s_in_i < -0.05) and np.median(s_in_i) < -0.15
     assert np.all(lbbb[:, L["V1"], int(0.15 * FS) : int(0.25 * FS)].min(axis=1) < -0.5)  # QS in V1
     assert np.all(lbbb[:, L["V6"], int(0.15 * FS) : int(0.25 * FS)].max(axis=1) > 0.5)  # broad R in V6
 
@@ -100,9 +101,10 @@ def test_bundle_branch_blocks_are_wide_and_lead_specific(plan_400):
 def test_st_and_t_changes_on_their_leads(plan_400):
     _, plan, _ = plan_400
     st_lvl = lambda b, lead: b[:, L[lead], int((0.15 + 0.075) * FS)].mean()  # noqa: E731  75 ms after R
-    injas = median_beats(plan, rows_with(plan, "INJAS")[:8], hi_s=0.6)
-    ste = median_beats(plan, rows_with(plan, "STE_")[:8], hi_s=0.6)
-    isc = median_beats(plan, rows_with(plan, "ISC_", ("LVH",))[:8], hi_s=0.6)
+    wide = ("CRBBB", "IRBBB", "RVH", "WPW", "LVH")  # QRS changes that reach 75 ms after R
+    injas = median_beats(plan, rows_with(plan, "INJAS", wide)[:8], hi_s=0.6)
+    ste = median_beats(plan, rows_with(plan, "STE_", wide)[:8], hi_s=0.6)
+    isc = median_beats(plan, rows_with(plan, "ISC_", wide)[:8], hi_s=0.6)
     invt = median_beats(plan, rows_with(plan, "INVT")[:8], hi_s=0.6)
     assert st_lvl(injas, "V2") > 0.1 and st_lvl(injas, "V2") > 2 * abs(st_lvl(injas, "II"))
     assert st_lvl(ste, "III") > 0.08 and st_lvl(ste, "III") > 2 * abs(st_lvl(ste, "V2"))
@@ -148,16 +150,40 @@ def test_afib_rr_irregular_and_without_p(plan_400):
     assert np.all(plan.schedule.f_amp[rows_with(plan, "AFIB")] > 0)
 
 
+def test_new_axis_atrial_and_preexcitation_findings(plan_400):
+    _, plan, _ = plan_400
+    norm = median_beats(plan, rows_with(plan, "NORM")[:10])
+    rvh = median_beats(plan, rows_with(plan, "RVH", ("CRBBB", "IRBBB", "ASMI"))[:8])
+    qrs = slice(int(0.1 * FS), int(0.2 * FS))
+    assert np.median(rvh[:, L["V1"], qrs].max(axis=1)) > 2 * np.median(norm[:, L["V1"], qrs].max(axis=1))
+    lpfb_axis = plan.morph.axis[rows_with(plan, "LPFB")] % 360  # right axis deviation (can pass 180)
+    assert np.all((lpfb_axis > 80) & (lpfb_axis < 240))
+    assert np.all(plan.morph.axis[rows_with(plan, "LAFB", ("IMI",))] < -20)
+    rae = median_beats(plan, rows_with(plan, "RAO/RAE")[:8], lo_s=-0.35)
+    ctrl = median_beats(plan, rows_with(plan, "NORM")[:10], lo_s=-0.35)
+    p_win = slice(0, int(0.25 * FS))  # before the QRS
+    assert np.median(rae[:, L["II"], p_win].max(axis=1)) > 1.5 * np.median(ctrl[:, L["II"], p_win].max(axis=1))
+    wpw = rows_with(plan, "WPW")
+    assert np.all(plan.morph.pr[wpw] < 0.12) and np.all(plan.morph.qrs_onset[wpw] < -0.07)
+    svt = rows_with(plan, "SVTAC")
+    assert np.all(plan.schedule.heart_rate[svt] > 140) and np.all(plan.morph.amp[svt, 0] == 0)
+    bigu = rows_with(plan, "BIGU")
+    s = plan.schedule
+    inside = s.valid[bigu] & (s.r_time[bigu] > 0) & (s.r_time[bigu] < 10)
+    frac_pvc = ((s.kind[bigu] == 1) & inside).sum(axis=1) / inside.sum(axis=1)
+    assert np.all((frac_pvc > 0.35) & (frac_pvc < 0.65))
+
+
 def test_ectopic_beats_are_premature(plan_400):
     _, plan, _ = plan_400
     s = plan.schedule
     for code, kind in (("PVC", 1), ("PAC", 2)):
-        rows = rows_with(plan, code)
+        rows = rows_with(plan, code, ("BIGU", "AFIB", "SVTAC"))
         hits = s.kind[rows] == kind
         assert hits.any(axis=1).mean() > 0.9
         ratio = s.rr_prev[rows][hits] / np.median(s.rr_prev[rows], axis=1, keepdims=True).repeat(s.kind.shape[1], 1)[hits]
         assert np.median(ratio) < 0.8 and np.all(ratio < 0.95)
-    assert np.all(plan.morph.pvc_width[:, 4] >= 0.03)  # wide ectopic QRS (sigma >= 30 ms)
+    assert np.all(plan.morph.pvc_width[:, C["R"]] >= 0.03)  # wide ectopic QRS (sigma >= 30 ms)
 
 
 def test_limb_leads_follow_einthoven(plan_400):
@@ -178,3 +204,33 @@ def test_noise_flags_match_the_noise(plan_400):
     static = table["static_noise"].fillna("").to_numpy() != ""
     hf = np.abs(np.diff(noise, axis=2)).mean(axis=(1, 2))
     assert np.median(hf[static]) > 1.5 * np.median(hf[~static])
+
+
+def test_noise_scale_zero_gives_clean_signals_and_no_flags():
+    from ecgproto.data.synth.simulator import plan_records
+
+    rng = np.random.default_rng(0)
+    plan = plan_records(rng, np.full(300, 60.0), seed=0, noise_scale=0.0)
+    rows = np.arange(300)
+    np.testing.assert_array_equal(simulate(plan, rows, 100), simulate(plan, rows, 100, noise=False))
+    assert all(v == "" for flags in plan.noise.flags.values() for v in flags)
+
+
+def test_av_blocks_dissociate_p_waves_from_qrs(plan_400):
+    _, plan, _ = plan_400
+    s = plan.schedule
+    for code in ("2AVB", "3AVB"):
+        rows = rows_with(plan, code)
+        assert len(rows) > 0
+        n_p = (s.p_valid[rows] & (s.p_time[rows] > 0) & (s.p_time[rows] < 10)).sum(axis=1)
+        n_r = (s.valid[rows] & (s.r_time[rows] > 0) & (s.r_time[rows] < 10)).sum(axis=1)
+        assert np.all(n_p > n_r)  # blocked P waves
+    assert np.all(s.heart_rate[rows_with(plan, "3AVB")] < 50)
+    assert not s.p_valid[rows_with(plan, "NORM")].any()
+    # the P waves are really drawn: removing the beats leaves P-sized bumps at the P times
+    rows = rows_with(plan, "3AVB")[:3]
+    clean = simulate(plan, rows, FS, noise=False)
+    for k, i in enumerate(rows):
+        t = s.p_time[i][s.p_valid[i] & (s.p_time[i] > 0.1) & (s.p_time[i] < 9.9)]
+        amp = np.abs(clean[k, L["II"], np.round(t * FS).astype(int)])
+        assert np.median(amp) > 0.05
