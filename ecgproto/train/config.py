@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-StageName = Literal["warmup", "joint", "projection", "last_layer"]
+StageName = Literal["warmup", "prototype_init", "joint", "projection", "last_layer"]
 
 
 @dataclass(frozen=True)
@@ -13,6 +13,9 @@ class StageConfig:
     """One training stage of a branch.
 
     ``warmup``: backbone + add-on + a temporary linear head on pooled latents, no prototypes;
+    ``prototype_init``: one pass, no training: every prototype is set to the nearest latent window
+    of a training ECG of its class (the projection search used as a data-driven start for
+    ``joint`` after a warm-up; no provenance is kept, a later ``projection`` records it);
     ``joint``: backbone + add-on + prototypes (last layer fixed); ``projection``: one pass, no
     training (``epochs``/``lr`` ignored); ``last_layer``: only the last layer, L1 on off-class weights.
     """
@@ -24,7 +27,7 @@ class StageConfig:
     def __post_init__(self) -> None:
         if self.epochs < 0:
             raise ValueError(f"stage {self.name}: epochs must be >= 0, got {self.epochs}")
-        if self.name != "projection" and self.epochs > 0 and self.lr <= 0:
+        if self.name not in ("projection", "prototype_init") and self.epochs > 0 and self.lr <= 0:
             raise ValueError(f"stage {self.name}: lr must be > 0, got {self.lr}")
 
 
@@ -69,8 +72,10 @@ class TrainConfig:
             raise ValueError(f"branch_stages: unknown branch(es) {sorted(unknown)}")
         for stages in (self.stages, *self.branch_stages.values()):
             names = [s.name for s in stages]
-            if names.count("projection") > 1:
-                raise ValueError("a branch can have at most one projection stage")
+            if names.count("projection") > 1 or names.count("prototype_init") > 1:
+                raise ValueError("a branch can have at most one projection and one prototype_init stage")
+            if "prototype_init" in names and "joint" in names and names.index("prototype_init") > names.index("joint"):
+                raise ValueError("prototype_init must come before the joint stage")
         if self.batch_size < 1 or self.eval_batch_size < 1 or self.fusion_batch_size < 1:
             raise ValueError("batch sizes must be >= 1")
 

@@ -64,7 +64,7 @@ def plan_phases(cfg: Config) -> list[Phase]:
     phases = []
     for group in cfg.model.branches:
         for stage in cfg.train.stages_for(group):
-            if stage.name == "projection" or stage.epochs > 0:
+            if stage.name in ("projection", "prototype_init") or stage.epochs > 0:
                 phases.append(Phase(group, stage))
     phases.append(Phase(None, None))
     return phases
@@ -171,7 +171,7 @@ class Trainer:
             phase = self.phases[self.state.phase]
             if phase.group is None:
                 done = self._run_fusion(budget)
-            elif phase.stage.name == "projection":
+            elif phase.stage.name in ("projection", "prototype_init"):
                 self._run_projection(phase)
                 done = True
             else:
@@ -278,6 +278,15 @@ class Trainer:
             self.model, group, self.archive, self.rows["train"],
             batch_size=self.cfg.train.eval_batch_size, unique=self.cfg.train.unique_projection,
         )
+        if phase.stage.name == "projection":  # prototype_init: a starting point only, no provenance
+            self._record_projection(group, prov, missing, shared)
+        metric = self._val_metric(group, None)
+        self._log({
+            "phase": phase.name, "branch": group, "stage": phase.stage.name, "epoch": 0,
+            "val_macro_auroc": metric, "best": False, "seconds": time.perf_counter() - t0,
+        })
+
+    def _record_projection(self, group: str, prov: list[dict[str, Any]], missing: int, shared: int) -> None:
         self.state.provenance[group] = prov
         self.state.projection[group] = {
             "unique_source_ecgs": len({p["ecg_id"] for p in prov if p["ecg_id"] is not None}),
@@ -285,11 +294,6 @@ class Trainer:
             "not_projected": missing,
             "shared_fallback": shared,
         }
-        metric = self._val_metric(group, None)
-        self._log({
-            "phase": phase.name, "branch": group, "stage": "projection", "epoch": 0,
-            "val_macro_auroc": metric, "best": False, "seconds": time.perf_counter() - t0,
-        })
 
     def _run_fusion(self, budget: list[float]) -> bool:
         return fusion_mod.run_fusion(self, budget)

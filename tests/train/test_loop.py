@@ -123,3 +123,24 @@ def test_torchrun_two_processes(tmp_path):
     assert summary["world_size"] == 2
     log = pd.read_csv(out / "run" / "train_log.csv")
     assert log["val_macro_auroc"].notna().all()
+
+
+def test_prototype_init_starts_joint_from_class_windows(tmp_path):
+    stages = ("train.branch_stages={global: [{name: warmup, epochs: 1, lr: 0.001}, {name: prototype_init}, "
+              "{name: joint, epochs: 1, lr: 0.001}, {name: projection}, {name: last_layer, epochs: 1, lr: 0.001}]}")
+    cfg = tiny_config(stages)
+    arc = tiny_archive(tmp_path)
+    assert "global/prototype_init" in [p.name for p in plan_phases(cfg)]
+    outcome = train_model(cfg, arc, tmp_path / "run")
+    log = pd.read_csv(tmp_path / "run" / "train_log.csv")
+    stages = list(dict.fromkeys(log.loc[log["branch"] == "global", "stage"]))
+    assert stages == ["warmup", "prototype_init", "joint", "projection", "last_layer"]
+    _, meta = load_checkpoint(tmp_path / "run" / "model.pt")
+    # provenance comes from the final projection: every projected prototype equals its source window
+    assert all(p["ecg_id"] is not None for p in meta["prototypes"] if p["branch"] == "global")
+    assert outcome is not None
+
+
+def test_prototype_init_must_precede_joint():
+    with pytest.raises(Exception, match="prototype_init must come before"):
+        tiny_config("train.branch_stages={global: [{name: joint, epochs: 1, lr: 0.001}, {name: prototype_init}]}")
