@@ -35,8 +35,10 @@ def test_demo_runs_every_step_and_reuses_them(tmp_path, monkeypatch, capsys):
     scores = pd.read_parquet(out / "score_mimic" / "scores.parquet")
     records = pd.read_csv(out / "synth" / "mimic" / "record_list.csv")
     assert len(scores) == len(records) and (scores["status"] == "ok").all()
-    for page in ("evaluate/report.html", "phenotype/report.html", "explain/index.html", "prototypes/index.html"):
+    for page in ("evaluate/report.html", "phenotype/report.html", "explain/index.html", "train/train_summary.json"):
         assert (reports / page).is_file(), page
+    assert (out / "prototypes" / "index.html").is_file()
+    assert not list(reports.rglob("*.png"))  # the committed subset holds self-contained pages only
     capsys.readouterr()
     assert main(_args(out, reports)) == 0  # second run reuses every completed step
     assert set(json.loads((out / "demo_summary.json").read_text())["steps_seconds"].values()) == {"reused"}

@@ -123,15 +123,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _copy_reports(out: Path, dest: Path) -> None:
-    """Copy the user-facing reports (HTML, JSON, CSV; no bulky per-record files) to ``dest``."""
-    keep = {".html", ".json", ".csv", ".png", ".md"}
-    for sub in ("train", "evaluate", "phenotype", "explain", "prototypes"):
+    """Copy a small, self-contained subset of the reports to ``dest`` (suitable for committing).
+
+    HTML pages (images embedded), JSON and Markdown up to 4.5 MB, CSV tables up to 1 MB; the
+    prototype gallery (one PNG per prototype) and bulky per-record files stay in ``out``.
+    """
+    limits = {".html": 4_500_000, ".json": 4_500_000, ".md": 4_500_000, ".csv": 1_000_000}
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(out / "demo_summary.json", dest / "demo_summary.json")
+    for sub in ("train", "evaluate", "phenotype", "explain"):
         src = out / sub
         if not src.is_dir():
             continue
-        for f in src.rglob("*"):
-            if f.is_file() and f.suffix in keep and f.stat().st_size < 5_000_000:
+        for f in sorted(src.rglob("*")):
+            if f.is_file() and f.stat().st_size <= limits.get(f.suffix, -1):
                 target = dest / sub / f.relative_to(src)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(f, target)
-    print(f"[demo] reports copied to {dest}", flush=True)
+    print(f"[demo] reports copied to {dest} (full outputs in {out})", flush=True)
