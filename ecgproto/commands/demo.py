@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
-import os
 import shutil
 import sys
 import time
@@ -21,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ecgproto.atomic import write_json_atomic
 from ecgproto.config import load_config, save_resolved_config
 
 
@@ -112,10 +111,7 @@ def run(args: argparse.Namespace) -> int:
         timings[step.name] = round(time.perf_counter() - t0, 1)
         marker.touch()
 
-    summary = out / "demo_summary.json"
-    tmp = summary.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"steps_seconds": timings}, indent=2))
-    os.replace(tmp, summary)
+    summary = write_json_atomic(out / "demo_summary.json", {"steps_seconds": timings})
     if args.reports:
         _copy_reports(out, Path(args.reports))
     print(f"[demo] done: {summary}", flush=True)

@@ -22,7 +22,8 @@ from ecgproto.evaluate import plots
 from ecgproto.evaluate.calibration import expected_calibration_error
 from ecgproto.evaluate.evaluation import Evaluation
 from ecgproto.evaluate.tasks import output_codes
-from ecgproto.explain.html import esc, png_data_uri, write_text_atomic
+from ecgproto.atomic import write_text_atomic
+from ecgproto.explain.html import esc, png_data_uri
 
 REPORT_FILES = {
     "report.html": "this report",

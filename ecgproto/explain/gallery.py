@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ecgproto.atomic import write_text_atomic
 from ecgproto.data.wfdb_io import LEADS
 from ecgproto.explain import html
 from ecgproto.explain.plot_ecg import plot_12lead, save_figure
@@ -110,5 +111,5 @@ def render_prototype_gallery(
         body.append("<table><thead><tr><th>prototype</th><th>class</th><th>source ecg_id</th><th>window</th>"
                     "<th>leads</th><th>projection similarity</th><th>note</th><th>source segment</th></tr></thead>"
                     f"<tbody>{''.join(cells)}</tbody></table>")
-    index = html.write_text_atomic(out_dir / "index.html", html.page("ecgproto prototype gallery", body))
+    index = write_text_atomic(out_dir / "index.html", html.page("ecgproto prototype gallery", body))
     return GalleryResult(index, rendered, len(protos) - rendered, missing, n_unique)

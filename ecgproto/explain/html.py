@@ -5,9 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import math
-import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import pandas as pd
 
@@ -69,13 +67,3 @@ def page(title: str, body: Sequence[str]) -> str:
         f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>"
         f"<h1>{esc(title)}</h1>{''.join(body)}</body></html>"
     )
-
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temp file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ecgproto.atomic import write_text_atomic
 from ecgproto.data.labels import label_table
 from ecgproto.data.wfdb_io import LEADS, record_stem
 from ecgproto.explain import html
@@ -227,7 +228,7 @@ def explain_records(
             body += _record_body(rows, probs[j], thresholds, results[i].signal, name, out_dir, source, prep, page)
             rows.insert(0, "record", res.record)
             all_rows.append(rows)
-        html.write_text_atomic(page.html_path, html.page(f"ecgproto explanation: {name}", body))
+        write_text_atomic(page.html_path, html.page(f"ecgproto explanation: {name}", body))
         pages.append(page)
     _write_index(out_dir, pages, all_rows)
     return pages
@@ -285,7 +286,7 @@ def _write_index(out_dir: Path, pages: list[RecordPage], all_rows: list[pd.DataF
         f"<tr><td><a href=\"{html.esc(p.html_path.name)}\">{html.esc(p.name)}</a></td><td>{html.esc(p.status)}</td>"
         f"<td>{html.esc(p.message)}</td><td class=\"num\">{len(p.png_paths)}</td></tr>" for p in pages)
     body = [f"<table><thead><tr><th>record</th><th>status</th><th>message</th><th>explanations</th></tr></thead><tbody>{items}</tbody></table>"]
-    html.write_text_atomic(out_dir / "index.html", html.page("ecgproto explanations", body))
+    write_text_atomic(out_dir / "index.html", html.page("ecgproto explanations", body))
 
 
 __all__ = ["explain_arrays", "explain_records", "prototype_provenance", "RecordPage"]

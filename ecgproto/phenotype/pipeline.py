@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ecgproto import __version__
+from ecgproto.atomic import write_atomic
 from ecgproto.phenotype.association import FamilyResult, associate
 from ecgproto.phenotype.auroc import cv_auroc
 from ecgproto.phenotype.cohort import Cohort, build_cohort, require_columns
@@ -158,8 +158,8 @@ def write_outputs(result: PhenotypeResult, out_dir: str | Path, extra_meta: dict
     out.mkdir(parents=True, exist_ok=True)
     written = []
     assoc = result.associations()
-    written.append(_atomic(out / "associations.parquet", lambda p: assoc.to_parquet(p, index=False)))
-    written.append(_atomic(out / "associations.csv", lambda p: assoc.to_csv(p, index=False)))
+    written.append(write_atomic(out / "associations.parquet", lambda p: assoc.to_parquet(p, index=False)))
+    written.append(write_atomic(out / "associations.csv", lambda p: assoc.to_csv(p, index=False)))
     tables = {"family_best.csv": result.best, "family_comparison.csv": result.comparison,
               "cohort_phecodes.csv": result.cohort.phecodes, "feature_specificity.csv": result.specificity}
     if result.auroc:
@@ -167,9 +167,9 @@ def write_outputs(result: PhenotypeResult, out_dir: str | Path, extra_meta: dict
     if result.intraclass:
         tables["intraclass_classes.csv"] = result.intraclass[0]
     for name, frame in tables.items():
-        written.append(_atomic(out / name, lambda p, f=frame: f.to_csv(p, index=False)))
+        written.append(write_atomic(out / name, lambda p, f=frame: f.to_csv(p, index=False)))
     meta = dict(result.metadata, **(extra_meta or {}))
-    written.append(_atomic(out / "run_metadata.json",
+    written.append(write_atomic(out / "run_metadata.json",
                            lambda p: Path(p).write_text(json.dumps(meta, indent=2, default=_json_default) + "\n")))
     return written
 
@@ -182,10 +182,3 @@ def _json_default(o: object) -> object:
     if isinstance(o, np.ndarray):
         return o.tolist()
     return str(o)
-
-
-def _atomic(path: Path, write) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-    return path

@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ecgproto.explain.html import esc, figure, page, table, write_text_atomic  # noqa: E402
+from ecgproto.atomic import write_text_atomic  # noqa: E402
+from ecgproto.explain.html import esc, figure, page, table  # noqa: E402
 from ecgproto.explain.plot_ecg import figure_png_bytes  # noqa: E402
 from ecgproto.phenotype.phecodes import CATEGORY_ORDER_12  # noqa: E402
 from ecgproto.phenotype.pipeline import PhenotypeResult  # noqa: E402

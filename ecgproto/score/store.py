@@ -26,18 +26,13 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
+from ecgproto.atomic import write_json_atomic
 from ecgproto.progress import progress
 
 MANIFEST_NAME = "scoring_manifest.json"
 SCORES_PARQUET = "scores.parquet"
 SCORES_CSV = "scores.csv"
 SIMILARITIES_PARQUET = "similarities.parquet"
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
 
 
 def _csv_bytes(table: pa.Table, header: bool) -> bytes:
@@ -93,8 +88,9 @@ class ChunkStore:
         self.done = {c for c in saved.get("done", []) if self._parts_exist(c)} if not self.finished else set(self.chunks)
 
     def _save(self) -> None:
-        _write_json_atomic(self.manifest_path, {"fingerprint": self.fingerprint, "chunks": self.chunks,
-                                                "done": sorted(self.done), "finished": self.finished})
+        write_json_atomic(self.manifest_path, {"fingerprint": self.fingerprint, "chunks": self.chunks,
+                                                "done": sorted(self.done), "finished": self.finished},
+                          indent=1, sort_keys=True)
 
     def _part(self, kind: str, chunk: int, ext: str) -> Path:
         return self.parts / f"{kind}-{chunk:07d}.{ext}"

@@ -9,8 +9,6 @@ of every prototype) and ``train_state.pt``
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ import numpy as np
 import torch
 
 from ecgproto import __version__
+from ecgproto.atomic import write_atomic, write_json_atomic
 from ecgproto.config import Config
 from ecgproto.configuration import to_dict
 from ecgproto.data.labels import all_labels, label_table
@@ -121,12 +120,6 @@ def evaluate_splits(trainer: Trainer) -> dict[str, dict[str, float | None]]:
     return out
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
-
-
 def train_model(
     cfg: Config,
     archive: Any,
@@ -163,8 +156,7 @@ def train_model(
         meta = checkpoint_meta(trainer, metrics["val"])
         save_checkpoint(out_dir / MODEL_NAME, model, meta)
         write_log(out_dir / LOG_NAME, trainer.state.log)
-        tmp = out_dir / f".{PROTOTYPES_NAME}.tmp"
-        provenance_frame(meta["prototypes"]).to_csv(tmp, index=False)
-        os.replace(tmp, out_dir / PROTOTYPES_NAME)
-        _write_json(out_dir / SUMMARY_NAME, summary)
+        frame = provenance_frame(meta["prototypes"])
+        write_atomic(out_dir / PROTOTYPES_NAME, lambda tmp: frame.to_csv(tmp, index=False))
+        write_json_atomic(out_dir / SUMMARY_NAME, summary, default=str)
     return TrainOutcome(model, summary)

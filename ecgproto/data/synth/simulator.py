@@ -67,7 +67,7 @@ def build_beats(plan: SynthPlan, rows: np.ndarray) -> BeatSet:
     """Per-beat components of the records ``rows`` (deterministic given the plan)."""
     m, s = plan.morph, plan.schedule
     rows = np.asarray(rows)
-    n, b = len(rows), s.r_time.shape[1]
+    b = s.r_time.shape[1]
     center = np.repeat(m.center[rows, None, :], b, axis=1)
     width = np.repeat(m.width[rows, None, :], b, axis=1)
     amp = np.repeat(m.amp[rows, None], b, axis=1)
