@@ -50,6 +50,9 @@ class TrainConfig:
     stages: tuple[StageConfig, ...] = field(default_factory=_default_stages)
     branch_stages: dict[str, tuple[StageConfig, ...]] = field(default_factory=dict)
     fusion_epochs: int = 200
+    # "branches": the fusion head starts at the branches' own last layers (fused = branch logits);
+    # "default": the head's own initialisation (+own-class weights, zero bias)
+    fusion_init: Literal["branches", "default"] = "branches"
     fusion_lr: float = 1e-4
     fusion_batch_size: int = 256
     batch_size: int = 32

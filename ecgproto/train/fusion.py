@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from scipy.special import expit
 
+from ecgproto.data.labels import all_labels, group_labels
 from ecgproto.evaluate.metrics import macro_auroc
 from ecgproto.evaluate.thresholds import tune_thresholds
 from ecgproto.progress import progress
@@ -69,6 +70,35 @@ def fusion_probs(model: torch.nn.Module, features: np.ndarray) -> np.ndarray:
     return expit(fusion_logits(model, features))
 
 
+@torch.no_grad()
+def init_fusion_from_branches(model: torch.nn.Module) -> None:
+    """Start the fusion head at the branches' own last layers.
+
+    With per-branch normalisation s̃ = (s − μ_b)/σ_b, a branch logit Σ_j L_cj s_j equals
+    Σ_j (L_cj σ_b) s̃_j + μ_b Σ_j L_cj, so those weights and biases make the fused logits equal
+    the branch logits wherever the head's mask and signs allow the branch weight (always for
+    ``linear``). For the constrained heads every other weight starts at a magnitude of 1e-6:
+    not exactly 0, where |v| has no gradient, so training can still grow it.
+    Fusion training then starts from the branches' own predictions instead of from scratch.
+    """
+    fusion = model.fusion
+    labels = {code: i for i, code in enumerate(all_labels())}
+    weight = torch.zeros_like(fusion.weight_raw, dtype=torch.float64)
+    bias = torch.zeros_like(fusion.bias, dtype=torch.float64)
+    for group, cols in model.branch_slices().items():
+        last = model.branches[group].last_layer.weight.double()  # (C_g, P_g)
+        rows = torch.tensor([labels[c] for c in group_labels(group)])
+        mean, std = fusion.sim_mean[cols][0].double(), fusion.sim_std[cols][0].double()
+        weight[rows, cols] = last * std
+        bias[rows] = last.sum(dim=1) * mean
+    if fusion.cfg.head == "linear":
+        fusion.weight_raw.copy_(weight)
+    else:
+        allowed = (weight * fusion.sign > 0) & (fusion.mask > 0)
+        fusion.weight_raw.copy_(torch.where(allowed, weight.abs(), torch.full_like(weight, 1e-6)))
+    fusion.bias.copy_(bias)
+
+
 def run_fusion(trainer: Trainer, budget: list[float]) -> bool:
     """Train the fusion head (one phase of the run); returns False when the epoch budget ran out."""
     cfg, tcfg, s, model = trainer.cfg, trainer.cfg.train, trainer.state, trainer.model
@@ -78,6 +108,8 @@ def run_fusion(trainer: Trainer, budget: list[float]) -> bool:
     if "normalization" not in s.fusion:
         norm = model.fusion.fit_normalization(x_train) if cfg.model.fusion.normalize else None
         s.fusion["normalization"] = norm
+        if tcfg.fusion_init == "branches":
+            init_fusion_from_branches(model)
     model.requires_grad_(False)
     model.eval()
     params = list(model.fusion.parameters())
