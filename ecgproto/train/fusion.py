@@ -24,6 +24,7 @@ from ecgproto.train.checkpoint import plain_state_dict
 from ecgproto.train.distributed import gather_rows, shard
 from ecgproto.model.losses import fusion_loss
 from ecgproto.train.losses_adapter import pos_weight_for
+from ecgproto.train.stages import make_optimizer
 
 if TYPE_CHECKING:
     from ecgproto.train.loop import Trainer
@@ -115,15 +116,7 @@ def run_fusion(trainer: Trainer, budget: list[float]) -> bool:
     params = list(model.fusion.parameters())
     for p in params:
         p.requires_grad_(True)
-    optimizer = torch.optim.Adam(params, lr=tcfg.fusion_lr, weight_decay=tcfg.weight_decay)
-    scheduler = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(tcfg.fusion_epochs, 1))
-        if tcfg.scheduler == "cosine" else None
-    )
-    if s.optimizer is not None:
-        optimizer.load_state_dict(s.optimizer)
-    if scheduler is not None and s.scheduler is not None:
-        scheduler.load_state_dict(s.scheduler)
+    optimizer, scheduler = make_optimizer(params, tcfg.fusion_lr, tcfg.fusion_epochs, tcfg, s)
     pos_weight = pos_weight_for(trainer.train_labels, cfg.model.loss.pos_weight_cap)
     n = len(x_train)
     bs = tcfg.fusion_batch_size

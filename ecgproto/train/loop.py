@@ -36,6 +36,7 @@ from ecgproto.train.projection import project_branch
 from ecgproto.train.stages import (
     WarmupHead,
     branch_auroc,
+    make_optimizer,
     make_warmup_head,
     predict_branch,
     setup_stage,
@@ -203,15 +204,7 @@ class Trainer:
             if s.head is not None:
                 head.load_state_dict(s.head)
         setup = setup_stage(self.model, group, stage.name, head)
-        optimizer = torch.optim.Adam(setup.params, lr=stage.lr, weight_decay=tcfg.weight_decay)
-        scheduler = (
-            torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(stage.epochs, 1))
-            if tcfg.scheduler == "cosine" else None
-        )
-        if s.optimizer is not None:
-            optimizer.load_state_dict(s.optimizer)
-        if scheduler is not None and s.scheduler is not None:
-            scheduler.load_state_dict(s.scheduler)
+        optimizer, scheduler = make_optimizer(setup.params, stage.lr, stage.epochs, tcfg, s)
         cols = label_table().indices(group)
         criterion = build_branch_criterion(self.model, group, self.train_labels, self.cfg.model.loss)
         runner: torch.nn.Module = BranchRunner(self.model, group, latent_only=stage.name == "warmup")

@@ -18,6 +18,7 @@ from ecgproto.evaluate.metrics import macro_auroc
 from ecgproto.progress import progress
 from ecgproto.model.losses import bce_loss
 from ecgproto.train.branch_io import branch_forward, branch_latent, eval_mode
+from ecgproto.train.config import TrainConfig
 
 TRAINABLE_STAGES = ("warmup", "joint", "last_layer")
 
@@ -141,3 +142,20 @@ def predict_branch(
 def branch_auroc(labels: np.ndarray, scores: np.ndarray, group: str) -> float:
     """Dataset-level macro AUROC of branch ``group`` (labels (N,71) uint8, logits or probs (N,C_g))."""
     return macro_auroc(np.asarray(labels)[:, label_table().indices(group)], scores)
+
+
+def make_optimizer(
+    params: list[torch.nn.Parameter], lr: float, epochs: int, tcfg: TrainConfig, state: Any
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
+    """Adam (``tcfg.weight_decay``) and the configured schedule over ``epochs``, restored from a
+    resumed run's ``state.optimizer`` / ``state.scheduler`` when those are set."""
+    optimizer = torch.optim.Adam(params, lr=lr, weight_decay=tcfg.weight_decay)
+    scheduler = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
+        if tcfg.scheduler == "cosine" else None
+    )
+    if state.optimizer is not None:
+        optimizer.load_state_dict(state.optimizer)
+    if scheduler is not None and state.scheduler is not None:
+        scheduler.load_state_dict(state.scheduler)
+    return optimizer, scheduler
