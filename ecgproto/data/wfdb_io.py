@@ -293,8 +293,13 @@ def validate_signal(stem: str, signal: np.ndarray, fs_in: float, fs: int, n_samp
     flat = [LEADS[i] for i in np.flatnonzero(ptp < FLAT_PTP_MV)]
     if flat:
         return _bad(stem, "flat_line", f"flat lead(s) {', '.join(flat)} (peak-to-peak < {FLAT_PTP_MV} mV)", fs_in)
-    deviation = np.abs(x - np.median(x, axis=1, keepdims=True))
-    over = (deviation > MAX_ABS_MV).sum(axis=1)
+    # A lead whose peak-to-peak is <= MAX_ABS_MV cannot deviate more than that from its median
+    # (the median lies between min and max), so only the other leads need the median.
+    wide = np.flatnonzero(ptp > MAX_ABS_MV)
+    over = np.zeros(len(x), dtype=np.int64)
+    if wide.size:
+        sub = x[wide]
+        over[wide] = (np.abs(sub - np.median(sub, axis=1, keepdims=True)) > MAX_ABS_MV).sum(axis=1)
     sustained = max(1, int(round(SUSTAIN_S * fs)))
     loud = [f"{LEADS[i]} ({over[i] / fs:.2f} s)" for i in np.flatnonzero(over >= sustained)]
     if loud:
