@@ -40,9 +40,15 @@ class ProtoECGNet(nn.Module):
         self.labels: tuple[str, ...] = all_labels()
         self.register_buffer("input_mean", torch.zeros(N_LEADS))
         self.register_buffer("input_std", torch.ones(N_LEADS))
-        self.branches = nn.ModuleDict(
-            {g: PrototypeBranch(g, model_cfg.branches[g], group_labels(g), n_samples, fs) for g in GROUPS}
-        )
+        # One draw from the global generator, then each branch is initialised from its own seed:
+        # a branch's initial weights do not depend on the other branches' sizes.
+        branch_seeds = torch.randint(0, 2**62, (len(GROUPS),)).tolist()
+        branches = {}
+        for g, seed in zip(GROUPS, branch_seeds):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                branches[g] = PrototypeBranch(g, model_cfg.branches[g], group_labels(g), n_samples, fs)
+        self.branches = nn.ModuleDict(branches)
         position = {c: i for i, c in enumerate(self.labels)}
         proto_label, proto_branch = [], []
         for b, (g, branch) in enumerate(self.branches.items()):

@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ecgproto.config import Config
 from ecgproto.data.dataset import ArchiveDataset, Augmentation, make_loader, set_loader_epoch, split_indices
-from ecgproto.data.labels import label_table
+from ecgproto.data.labels import GROUPS, label_table
 from ecgproto.progress import progress
 from ecgproto.train import fusion as fusion_mod
 from ecgproto.train.branch_io import BranchRunner
@@ -54,19 +54,25 @@ class Phase:
 
     group: str | None  # None for fusion
     stage: StageConfig | None
+    index: int = 0  # position of the stage in its branch's stage list
 
     @property
     def name(self) -> str:
         return "fusion" if self.group is None else f"{self.group}/{self.stage.name}"
 
 
+def stage_seed(seed: int, group: str, index: int) -> int:
+    """Seed of stage ``index`` of branch ``group``: independent of the other branches' stages."""
+    return seed * 1000 + list(GROUPS).index(group) * 100 + index
+
+
 def plan_phases(cfg: Config) -> list[Phase]:
     """Branch stages in branch order (stages with 0 epochs skipped, projection kept), then fusion."""
     phases = []
     for group in cfg.model.branches:
-        for stage in cfg.train.stages_for(group):
+        for index, stage in enumerate(cfg.train.stages_for(group)):
             if stage.name in ("projection", "prototype_init") or stage.epochs > 0:
-                phases.append(Phase(group, stage))
+                phases.append(Phase(group, stage, index))
     phases.append(Phase(None, None))
     return phases
 
@@ -198,9 +204,13 @@ class Trainer:
     def _run_branch_stage(self, phase: Phase, budget: list[float]) -> bool:
         group, stage, tcfg = phase.group, phase.stage, self.cfg.train
         s = self.state
+        if s.epoch == 0 and s.optimizer is None:
+            # a fresh stage draws dropout/augmentation from its own seed, so one branch's
+            # results do not depend on how much randomness the branches before it consumed
+            torch.manual_seed(stage_seed(self.cfg.seed, group, phase.index))
         head = None
         if stage.name == "warmup":
-            head = make_warmup_head(self.model, group, self.n_samples, self.cfg.seed + s.phase)
+            head = make_warmup_head(self.model, group, self.n_samples, stage_seed(self.cfg.seed, group, phase.index))
             if s.head is not None:
                 head.load_state_dict(s.head)
         setup = setup_stage(self.model, group, stage.name, head)
@@ -211,7 +221,7 @@ class Trainer:
         if self.dist.enabled:
             runner = DistributedDataParallel(runner)
         loader = make_loader(
-            self.dataset, tcfg.batch_size, shuffle=True, seed=self.cfg.seed * 100 + s.phase,
+            self.dataset, tcfg.batch_size, shuffle=True, seed=stage_seed(self.cfg.seed, group, phase.index),
             world_size=self.dist.world_size, rank=self.dist.rank,
         )
         while s.epoch < stage.epochs:

@@ -113,10 +113,20 @@ def test_seeded_tiny_model_matches_stored_outputs():
     x = torch.from_numpy(np.random.default_rng(0).normal(size=(2, 12, N_SAMPLES)).astype(np.float32))
     with torch.no_grad():
         out = model(x)
-    logits = [0.018536, -0.11819, 0.214595, -0.081398, -0.013224, -0.11933, 0.157443, -0.07683]
-    sims = [-0.032132, -0.01982, -0.038531, 0.080371, -0.033881, -0.006502, 0.049841, 0.039243]
+    logits = [0.076053, 0.035947, 0.019554, -0.013488, 0.05362, 0.029989, 0.014366, -0.031919]
+    sims = [0.312963, -0.002192, 0.156165, -0.137942, 0.30202, 0.005102, 0.159233, -0.080932]
     np.testing.assert_allclose(out.logits[:, [0, 4, 40, 70]].flatten().numpy(), logits, atol=1e-4)
     np.testing.assert_allclose(out.similarities[:, [0, 50, 100, 144]].flatten().numpy(), sims, atol=1e-4)
+
+
+def test_branch_initialisation_independent_of_other_branches():
+    """Resizing one branch leaves the other branches' initial weights unchanged."""
+    base = _model().state_dict()
+    wider = _model("model.branches.rhythm.base_width=8").state_dict()
+    assert any(base[k].shape != wider[k].shape for k in base if k.startswith("branches.rhythm."))
+    for key, value in base.items():
+        if key.startswith(("branches.morphology.", "branches.global.")):
+            assert torch.equal(value, wider[key]), key
 
 
 def test_state_dict_round_trip_plain_tensors(tmp_path):
