@@ -121,6 +121,13 @@ def run_fusion(trainer: Trainer, budget: list[float]) -> bool:
     n = len(x_train)
     bs = tcfg.fusion_batch_size
     seed = cfg.seed * 100 + s.phase
+    if s.epoch == 0 and s.best_model is None:
+        # the starting head is a candidate too: training must beat it on validation to replace it
+        s.best_metric = macro_auroc(trainer.val_labels, fusion_logits(model, feats["val"]))
+        s.best_model = {k: v for k, v in plain_state_dict(model).items() if k.startswith("fusion.")}
+        s.best_epoch = -1
+        trainer._log({"phase": "fusion", "branch": "fusion", "stage": "fusion", "epoch": -1, "lr": 0.0,
+                      "val_macro_auroc": s.best_metric, "best": True, "seconds": 0.0})
     while s.epoch < tcfg.fusion_epochs:
         if budget[0] <= 0:
             _snapshot(s, optimizer, scheduler)

@@ -67,6 +67,16 @@ def test_outputs_and_stages(reference_run):
     assert not outcome.model.training and not any(p.requires_grad for p in outcome.model.parameters())
 
 
+def test_fusion_keeps_the_starting_head_unless_training_beats_it(reference_run):
+    _, _, _, out = reference_run
+    log = pd.read_csv(out / "train_log.csv")
+    fusion = log[log["phase"] == "fusion"]
+    assert fusion["epoch"].iloc[0] == -1  # the starting head is evaluated first
+    summary = json.loads((out / "train_summary.json").read_text())
+    # the selected head is the best validation candidate, the starting head included
+    assert summary["macro_auroc"]["val"]["fused"] == pytest.approx(fusion["val_macro_auroc"].max(), abs=1e-9)
+
+
 def test_same_seed_same_weights(reference_run, tmp_path):
     cfg, arc, outcome, _ = reference_run
     again = train_model(cfg, arc, tmp_path / "again")
