@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -81,19 +82,17 @@ def _parse(text: str) -> FastHeader | None:
         fields = line.split()
         if len(fields) < 3:
             return None
-        fmt = _FORMAT.match(fields[1])
-        if fmt is None or fmt.group(1) not in _DTYPES or fmt.group(2) not in (None, "1") or fmt.group(3):
-            return None  # slow format, several samples per frame, or skew
-        gain = _GAIN.match(fields[2])
-        if gain is None:
-            return None
+        fmt = _format_field(fields[1])
+        gain = _gain_field(fields[2])
+        if fmt is None or gain is None:
+            return None  # slow format, several samples per frame, skew, or an unreadable gain
         adc_zero = int(fields[4]) if len(fields) > 4 else 0
         files.add(fields[0])
-        fmts.add(fmt.group(1))
-        offsets.add(int(fmt.group(4) or 0))
-        gains.append(float(gain.group(1)))
-        baselines.append(int(gain.group(2)) if gain.group(2) is not None else adc_zero)
-        units.append(gain.group(3) or "mV")
+        fmts.add(fmt[0])
+        offsets.add(fmt[1])
+        gains.append(gain[0])
+        baselines.append(gain[1] if gain[1] is not None else adc_zero)
+        units.append(gain[2])
         checksums.append(int(fields[6]) if len(fields) > 6 else None)
         names.append(" ".join(fields[8:]))
     if len(files) != 1 or len(fmts) != 1 or len(offsets) != 1 or sig_len <= 0:
@@ -106,8 +105,30 @@ def _parse(text: str) -> FastHeader | None:
     )
 
 
+@lru_cache(maxsize=256)
+def _format_field(text: str) -> tuple[str, int] | None:
+    """(format, byte offset) of a fast-path format field such as ``16`` or ``16+24``; None otherwise.
+
+    Memoised: an archive's headers repeat the same few field strings, so each is parsed once."""
+    fmt = _FORMAT.match(text)
+    if fmt is None or fmt.group(1) not in _DTYPES or fmt.group(2) not in (None, "1") or fmt.group(3):
+        return None
+    return fmt.group(1), int(fmt.group(4) or 0)
+
+
+@lru_cache(maxsize=256)
+def _gain_field(text: str) -> tuple[float, int | None, str] | None:
+    """(gain, baseline or None, units) of an ADC gain field such as ``1000.0(0)/mV``; None if unreadable."""
+    gain = _GAIN.match(text)
+    if gain is None:
+        return None
+    return float(gain.group(1)), int(gain.group(2)) if gain.group(2) is not None else None, gain.group(3) or "mV"
+
+
 def read_digital(folder: Path, header: FastHeader) -> np.ndarray:
-    """Digital samples (sig_len, n_sig) int64 from the signal file; raises EOFError when truncated."""
+    """Digital samples (sig_len, n_sig) in the file's integer type (int16 or int32).
+
+    Raises FileNotFoundError when the signal file is missing and EOFError when it is truncated."""
     dtype = _DTYPES[header.fmt]
     n_sig = len(header.sig_name)
     count = header.sig_len * n_sig
@@ -117,4 +138,4 @@ def read_digital(folder: Path, header: FastHeader) -> np.ndarray:
     if data.size < count:
         raise EOFError(f"signal file {folder / header.file_name} holds {data.size // n_sig} samples, "
                        f"header declares {header.sig_len}; the file is truncated")
-    return data.reshape(header.sig_len, n_sig).astype(np.int64)
+    return data.reshape(header.sig_len, n_sig).astype(dtype.newbyteorder("="), copy=False)

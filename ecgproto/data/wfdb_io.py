@@ -116,10 +116,13 @@ Header = FastHeader | wfdb.Record | wfdb.MultiRecord
 
 def _parse_header(stem: str) -> tuple[Header, HeaderInfo]:
     """Fast parser for the common layout, wfdb for everything else; raises _RecordProblem."""
-    hea = Path(stem + ".hea")
-    if not hea.is_file():
-        raise _RecordProblem("missing_file", f"header file {hea} does not exist")
-    header: Header | None = parse_header_text(hea.read_bytes().decode("latin-1"))
+    hea = stem + ".hea"
+    try:
+        with open(hea, "rb") as fh:
+            text = fh.read().decode("latin-1")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise _RecordProblem("missing_file", f"header file {hea} does not exist") from None
+    header: Header | None = parse_header_text(text)
     if header is None:
         try:
             header = wfdb.rdheader(stem)
@@ -177,14 +180,21 @@ def _unit_scale(unit: str | None) -> float:
 def _physical(digital: np.ndarray, gain: list | np.ndarray, baseline: list | np.ndarray, invalid: list,
               units: list | tuple, cols: list[int]) -> np.ndarray:
     """Digital (T, n_sig) → mV (12, T) float64 for ``cols``; WFDB invalid-sample values become NaN."""
-    x = digital[:, cols].T.astype(np.float64)
+    selected = digital[:, cols].T
+    x = selected.astype(np.float64)
     gain = np.asarray(gain, dtype=np.float64)[cols][:, None]
     gain = np.where(gain == 0, 200.0, gain)  # WFDB: gain 0 means the default 200 adu per unit
     baseline = np.asarray(baseline, dtype=np.float64)[cols][:, None]
-    bad = np.asarray([np.nan if invalid[c] is None else invalid[c] for c in cols], dtype=np.float64)[:, None]
     scale = np.asarray([_unit_scale(units[c]) for c in cols])[:, None]
-    x = (x - baseline) / gain * scale
-    x[digital[:, cols].T == bad] = np.nan
+    x -= baseline
+    x /= gain
+    x *= scale
+    bad = [invalid[c] for c in cols]
+    if len(set(bad)) == 1:  # one signal format (the usual case): one comparison with a scalar
+        if bad[0] is not None:
+            x[selected == bad[0]] = np.nan
+    else:
+        x[selected == np.asarray([np.nan if b is None else b for b in bad], dtype=np.float64)[:, None]] = np.nan
     return x
 
 
@@ -205,10 +215,10 @@ def _read_signal(stem: str, header: Header, info: HeaderInfo) -> np.ndarray:
     cols = [info.lead_index[lead] for lead in LEADS]
     folder = Path(stem).parent
     if isinstance(header, FastHeader):
-        if not (folder / header.file_name).is_file():
-            raise _RecordProblem("missing_file", f"signal file {folder / header.file_name} named in the header does not exist")
         try:
             digital = read_digital(folder, header)
+        except (FileNotFoundError, IsADirectoryError):
+            raise _RecordProblem("missing_file", f"signal file {folder / header.file_name} named in the header does not exist") from None
         except (EOFError, OSError, ValueError) as exc:
             raise _RecordProblem("unreadable_signal", str(exc)) from exc
         problem = _checksum_error(digital, header.checksum, info.sig_name)
