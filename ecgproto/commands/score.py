@@ -21,15 +21,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--id-column", default=None, help="manifest column to use as record_id (default: "
                                                           "'record_id' or 'id' if present, else the record path)")
     parser.add_argument("--batch-size", type=int, default=None,
-                        help="records per forward pass and per read task (default: score.batch_size, 64)")
+                        help="records per task: read, preprocess, forward pass (default: score.batch_size, 64)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="reader worker processes; 0 reads in the main process (default: score.num_workers, 2)")
+                        help="scoring processes, each reading and running the model on its batches; 0 does "
+                             "everything in the main process (default: score.num_workers, 2)")
     parser.add_argument("--chunk-size", type=int, default=None,
                         help="records per committed output chunk, the unit of --resume and --shard "
                              "(default: score.chunk_size, 1024)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads for the forward pass; 0 = CPU cores minus --workers, at least 1 "
-                             "(default: score.threads, 0)")
+                        help="torch threads of each scoring process; 0 = CPU cores divided among the scoring "
+                             "processes, at least 1 (default: score.threads, 0)")
     parser.add_argument("--top-k", type=int, default=None,
                         help="number of highest-probability labels in top_labels (default: score.top_k, 3)")
     parser.add_argument("--ood-flag-rate", type=float, default=None,

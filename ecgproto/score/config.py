@@ -8,10 +8,10 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class ScoreConfig:
     batch_size: int = 64  # records per forward pass and per read task
-    num_workers: int = 2  # reader processes (0 = read in the main process)
+    num_workers: int = 2  # scoring processes, each reads + runs the model (0 = all in the main process)
     chunk_size: int = 1024  # rows per committed output chunk (the unit of --resume and --shard)
     top_k: int = 3  # labels listed in top_labels
-    threads: int = 0  # torch threads for the forward pass (0 = CPU cores minus reader workers, at least 1)
+    threads: int = 0  # torch threads per scoring process (0 = CPU cores / scoring processes, at least 1)
     # fraction of validation records flagged as out-of-distribution; None = the rate the
     # checkpoint's OOD calibration (meta["ood"]) was made with
     ood_flag_fraction: float | None = None

@@ -1,8 +1,9 @@
 """Streaming batch scoring of an ECG archive with a trained checkpoint.
 
-Records are read, validated and high-passed in worker processes (``workers`` > 0),
-a bounded number of batches ahead of the model, so reading overlaps the forward pass
-and memory stays flat in the archive size. The archive is cut into chunks of
+Each batch of records is read, validated, high-passed and run through the model in one of
+``workers`` scoring processes (or in the main process with ``workers=0``), a bounded number of
+batches ahead of the writer, so the cores work in parallel and memory stays flat in the archive
+size; only probabilities and similarities come back to the main process, which writes them. The archive is cut into chunks of
 ``chunk_size`` consecutive records; batches never straddle a chunk, so a chunk's
 outputs do not depend on the worker count, on ``--resume`` or on ``--shard``.
 Each finished chunk is committed atomically (see :mod:`ecgproto.score.store`).
@@ -18,7 +19,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ import torch
 from ecgproto.progress import progress
 from ecgproto.score.columns import OutputSpec, build_rows
 from ecgproto.score.ood import ood_threshold
-from ecgproto.score.reading import Preprocessing, ReadBatch, read_batch, worker_init
+from ecgproto.score.worker import BatchScorer, Preprocessing, ScoredBatch, score_in_worker, worker_init
 from ecgproto.score.sources import RecordList, list_records, shard_chunks
 from ecgproto.score.store import SCORES_PARQUET, ChunkStore
 
@@ -43,11 +44,11 @@ KILL_AFTER_ENV = "ECGPROTO_SCORE_KILL_AFTER_CHUNKS"
 class ScoreOptions:
     """How to run one scoring job (the CLI's options)."""
 
-    batch_size: int = 64  # records per forward pass (and per read task)
-    workers: int = 2  # reader processes; 0 = read in the main process
+    batch_size: int = 64  # records per task (read + forward pass)
+    workers: int = 2  # scoring processes (each reads and runs the model); 0 = all in the main process
     chunk_size: int = 1024  # records per committed output chunk
     top_k: int = 3
-    threads: int = 0  # torch intra-op threads for the forward pass; 0 = CPU cores minus reader workers (>= 1)
+    threads: int = 0  # torch intra-op threads per scoring process; 0 = CPU cores / scoring processes (>= 1)
     shard: tuple[int, int] = (0, 1)
     save_similarities: bool = False
     resume: bool = False
@@ -107,13 +108,6 @@ def output_spec(model: torch.nn.Module, meta: dict, id_columns: tuple[str, ...],
     return spec, notes
 
 
-def forward_batch(model: torch.nn.Module, signals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Fused probabilities (n, 71) and prototype similarities (n, P) for (n, 12, T) float32 mV input."""
-    with torch.inference_mode():
-        out = model(torch.from_numpy(signals))
-        return torch.sigmoid(out.logits).float().numpy(), out.similarities.float().numpy()
-
-
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
@@ -140,22 +134,32 @@ class _InlineExecutor(Executor):
         return future
 
 
-def _executor(workers: int) -> Executor:
+def scoring_threads(options: ScoreOptions) -> int:
+    """Torch threads of each scoring process: ``options.threads``, or the cores shared among them."""
+    if options.threads > 0:
+        return options.threads
+    return max(1, (os.cpu_count() or 1) // max(options.workers, 1))
+
+
+def _executor(workers: int, scorer: BatchScorer, threads: int) -> tuple[Executor, Callable[[list[str]], ScoredBatch]]:
+    """The executor and the task function it runs on a list of record paths."""
     if workers <= 0:
-        return _InlineExecutor()
-    # fork where available (as torch's DataLoader does): workers start at once and need no
-    # `if __name__ == "__main__"` guard in the caller's script; they run no torch code.
+        return _InlineExecutor(), scorer
+    # fork where available (as torch's DataLoader does): workers start at once, share the loaded
+    # model copy-on-write and need no `if __name__ == "__main__"` guard in the caller's script.
     method = "fork" if sys.platform.startswith("linux") else "spawn"
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method),
-                               initializer=worker_init, initargs=(os.getpid(),))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method),
+                               initializer=worker_init, initargs=(scorer, threads, os.getpid()))
+    return pool, score_in_worker
 
 
-def _read_ahead(executor: Executor, tasks: Iterator[tuple[int, int, int, bool]], paths: np.ndarray,
-                prep: Preprocessing, depth: int) -> Iterator[tuple[int, int, int, bool, ReadBatch]]:
-    """Read results in task order with at most ``depth`` batches submitted but not yet consumed."""
+def _score_ahead(executor: Executor, task_fn: Callable[[list[str]], ScoredBatch],
+                 tasks: Iterator[tuple[int, int, int, bool]], paths: np.ndarray,
+                 depth: int) -> Iterator[tuple[int, int, int, bool, ScoredBatch]]:
+    """Scored batches in task order with at most ``depth`` batches submitted but not yet consumed."""
     queue: collections.deque = collections.deque()
     for task in tasks:
-        queue.append((task, executor.submit(read_batch, list(paths[task[1]:task[2]]), prep)))
+        queue.append((task, executor.submit(task_fn, list(paths[task[1]:task[2]]))))
         if len(queue) >= depth:
             task0, fut = queue.popleft()
             yield (*task0, fut.result())
@@ -190,7 +194,7 @@ def score_model(model: torch.nn.Module, meta: dict, input_path: str | Path, out_
     if options.batch_size < 1 or options.chunk_size < 1:
         raise ValueError(f"batch size and chunk size must be >= 1 (got {options.batch_size}, {options.chunk_size})")
     threads_before = torch.get_num_threads()
-    torch.set_num_threads(options.threads if options.threads > 0 else max(1, (os.cpu_count() or 1) - options.workers))
+    torch.set_num_threads(scoring_threads(options))  # the main process scores only with workers=0
     try:
         return _score(model, meta, input_path, out_dir, options, model_id)
     finally:
@@ -219,18 +223,17 @@ def _score(model: torch.nn.Module, meta: dict, input_path: str | Path, out_dir: 
 
     start = time.perf_counter()
     paths = records.frame["path"].to_numpy(dtype=object)
-    executor = _executor(options.workers)
+    scorer = BatchScorer(model, prep, len(spec.labels), len(spec.proto_branch))
+    executor, task_fn = _executor(options.workers, scorer, scoring_threads(options))
     try:
-        parts: list[tuple[list[str], list[str], np.ndarray, np.ndarray]] = []  # signals are not kept
+        parts: list[tuple[list[str], list[str], np.ndarray, np.ndarray]] = []
         committed = 0
-        bar = progress(_read_ahead(executor, _tasks(pending, len(records), options.chunk_size, options.batch_size),
-                                   paths, prep, depth=max(2, 2 * options.workers + 2)),
+        bar = progress(_score_ahead(executor, task_fn,
+                                    _tasks(pending, len(records), options.chunk_size, options.batch_size),
+                                    paths, depth=max(2, 2 * options.workers + 2)),
                        desc="scoring", total=-(-n_todo // options.batch_size), unit="batch")
         for chunk, _, _, last, batch in bar:
-            probs, sims = forward_batch(model, batch.signals) if len(batch.signals) else (
-                np.zeros((0, len(spec.labels)), np.float32), np.zeros((0, len(spec.proto_branch)), np.float32))
-            parts.append((batch.status, batch.message, probs, sims))
-            del batch
+            parts.append((batch.status, batch.message, batch.probs, batch.sims))
             if not last:
                 continue
             lo = chunk * options.chunk_size

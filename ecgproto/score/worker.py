@@ -1,9 +1,11 @@
-"""Worker side of scoring: read, validate and high-pass one batch of records.
+"""Worker side of scoring: read, validate, high-pass and score one batch of records.
 
-Runs in worker processes, so it imports no torch. The preprocessing is exactly the
-checkpoint's: ``read_record`` (lead order by name, resampling to the model rate,
-validation) then the zero-phase high-pass with the checkpoint's cutoff and order.
-Standardisation lives inside the model.
+Each scoring process (a worker, or the main process with ``workers=0``) does the whole
+per-batch job, so the cores are shared by symmetric processes instead of one model process
+waiting on readers, and only the small result arrays cross the process boundary. The
+preprocessing is exactly the checkpoint's: ``read_record`` (lead order by name, resampling to
+the model rate, validation) then the zero-phase high-pass with the checkpoint's cutoff and
+order. Standardisation lives inside the model.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from ecgproto.data.preprocess import highpass
 from ecgproto.data.wfdb_io import read_record
@@ -74,13 +77,67 @@ def read_batch(paths: list[str], prep: Preprocessing) -> ReadBatch:
     return ReadBatch(signals, status, message)
 
 
+def forward_batch(model: torch.nn.Module, signals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fused probabilities (n, 71) and prototype similarities (n, P) for (n, 12, T) float32 mV input."""
+    with torch.inference_mode():
+        out = model(torch.from_numpy(signals))
+        return torch.sigmoid(out.logits).float().numpy(), out.similarities.float().numpy()
+
+
+@dataclass
+class ScoredBatch:
+    """One batch after reading and the forward pass.
+
+    ``probs`` (n_ok, 71) and ``sims`` (n_ok, P) float32 for the records whose status is "ok",
+    in input order; ``status``/``message``: one per input record.
+    """
+
+    status: list[str]
+    message: list[str]
+    probs: np.ndarray
+    sims: np.ndarray
+
+
+@dataclass(frozen=True)
+class BatchScorer:
+    """Reads, preprocesses and scores batches of record paths with one model (eval mode)."""
+
+    model: torch.nn.Module
+    prep: Preprocessing
+    n_labels: int
+    n_prototypes: int
+
+    def __call__(self, paths: list[str]) -> ScoredBatch:
+        batch = read_batch(paths, self.prep)
+        if len(batch.signals):
+            probs, sims = forward_batch(self.model, batch.signals)
+        else:
+            probs = np.zeros((0, self.n_labels), np.float32)
+            sims = np.zeros((0, self.n_prototypes), np.float32)
+        return ScoredBatch(batch.status, batch.message, probs, sims)
+
+
+# The scorer of this worker process, set once by worker_init (each pool process has its own).
+_process_scorer: BatchScorer | None = None
+
+
+def score_in_worker(paths: list[str]) -> ScoredBatch:
+    """Pool task: score ``paths`` with this worker's :class:`BatchScorer`."""
+    if _process_scorer is None:
+        raise RuntimeError("score_in_worker runs only in a process started with worker_init")
+    return _process_scorer(paths)
+
+
 def _exit_when_orphaned(parent_pid: int, poll_s: float) -> None:
     while os.getppid() == parent_pid:
         time.sleep(poll_s)
     os._exit(1)
 
 
-def worker_init(parent_pid: int, poll_s: float = 0.5) -> None:
-    """Reader-process initializer: exit as soon as the scoring process is gone (e.g. SIGKILLed),
-    instead of lingering as an orphan blocked on its task queue."""
+def worker_init(scorer: BatchScorer, threads: int, parent_pid: int, poll_s: float = 0.5) -> None:
+    """Scoring-process initializer: keep the scorer, set the torch threads, and exit as soon as
+    the scoring process is gone (e.g. SIGKILLed) instead of lingering as an orphan."""
+    global _process_scorer
+    torch.set_num_threads(threads)
+    _process_scorer = scorer
     threading.Thread(target=_exit_when_orphaned, args=(parent_pid, poll_s), daemon=True).start()

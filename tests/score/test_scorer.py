@@ -116,3 +116,23 @@ def test_empty_shard_writes_empty_outputs_with_all_columns(checkpoint, ptbxl_sma
     full_columns = ["record_id", "ecg_id", "path", "status", "error", *PROB, *PRED, "top_labels"]
     assert len(empty) == 0 and list(empty.columns[: len(full_columns)]) == full_columns
     assert list(pd.read_csv(tmp_path / "scores.csv").columns) == list(empty.columns)
+
+
+def test_scoring_threads_share_the_cores(monkeypatch):
+    """Explicit threads win; 0 divides the CPU cores among the scoring processes (at least 1 each)."""
+    from ecgproto.score.scorer import scoring_threads
+
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert scoring_threads(_options(workers=2, threads=3)) == 3
+    assert scoring_threads(_options(workers=2, threads=0)) == 4
+    assert scoring_threads(_options(workers=0, threads=0)) == 8
+    assert scoring_threads(_options(workers=16, threads=0)) == 1
+
+
+def test_worker_outputs_equal_inline_outputs(checkpoint, ptbxl_small, tmp_path):
+    """Batches scored in worker processes give the same rows as the main process scoring alone."""
+    inline, pooled = tmp_path / "inline", tmp_path / "pooled"
+    score_archive(checkpoint, ptbxl_small, inline, _options(workers=0, save_similarities=True))
+    score_archive(checkpoint, ptbxl_small, pooled, _options(workers=2, save_similarities=True))
+    for name in ("scores.parquet", "similarities.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(inline / name), pd.read_parquet(pooled / name))
