@@ -100,6 +100,43 @@ def init_fusion_from_branches(model: torch.nn.Module) -> None:
     fusion.bias.copy_(bias)
 
 
+@torch.no_grad()
+def calibrate_fusion_head(model: torch.nn.Module, features: np.ndarray, labels: np.ndarray,
+                          min_slope: float = 1e-3) -> np.ndarray:
+    """Per-label Platt scaling of the fusion head on training ``features`` (N, P_total) / ``labels`` (N, 71).
+
+    The branches' last layers have no bias, so a head started at them ranks well but its logits
+    can sit far from 0 for every record (float32 sigmoids then all read 1.0 and thresholds,
+    probabilities and probability-based AUROCs are meaningless). Each label's logit z_c becomes
+    a_c·z_c + b_c with a_c > 0 — row c of the weights times a_c, bias a_c·bias_c + b_c — so the
+    signs and masks of the head and every split's ranking (AUROC) are unchanged; (a_c, b_c) come
+    from an L2-regularised logistic regression of the label on its standardised logit. A label
+    with a single class in training gets a near-constant logit at its smoothed prevalence.
+    Returns the slopes a_c (71,).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    fusion = model.fusion
+    z = fusion(torch.from_numpy(np.asarray(features, dtype=np.float32))).double().numpy()
+    y = np.asarray(labels) > 0
+    mean, std = z.mean(axis=0), z.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    slope, offset = np.empty(z.shape[1]), np.empty(z.shape[1])
+    for c in range(z.shape[1]):
+        n_pos = int(y[:, c].sum())
+        if 0 < n_pos < len(y):
+            fit = LogisticRegression().fit(((z[:, c] - mean[c]) / std[c])[:, None], y[:, c])
+            coef, intercept = float(fit.coef_[0, 0]), float(fit.intercept_[0])
+        else:
+            coef, intercept = 0.0, float(np.log((n_pos + 0.5) / (len(y) - n_pos + 0.5)))
+        slope[c] = max(coef, min_slope) / std[c]
+        offset[c] = intercept - slope[c] * mean[c]
+    a = torch.from_numpy(slope).to(fusion.weight_raw.dtype)
+    fusion.weight_raw.mul_(a[:, None])
+    fusion.bias.copy_(a.to(fusion.bias.dtype) * fusion.bias + torch.from_numpy(offset).to(fusion.bias.dtype))
+    return slope
+
+
 def run_fusion(trainer: Trainer, budget: list[float]) -> bool:
     """Train the fusion head (one phase of the run); returns False when the epoch budget ran out."""
     cfg, tcfg, s, model = trainer.cfg, trainer.cfg.train, trainer.state, trainer.model
@@ -111,6 +148,7 @@ def run_fusion(trainer: Trainer, budget: list[float]) -> bool:
         s.fusion["normalization"] = norm
         if tcfg.fusion_init == "branches":
             init_fusion_from_branches(model)
+            calibrate_fusion_head(model, feats["train"], trainer.train_labels)
     model.requires_grad_(False)
     model.eval()
     params = list(model.fusion.parameters())
