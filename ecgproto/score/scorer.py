@@ -145,9 +145,11 @@ def _executor(workers: int, scorer: BatchScorer, threads: int) -> tuple[Executor
     """The executor and the task function it runs on a list of record paths."""
     if workers <= 0:
         return _InlineExecutor(), scorer
-    # fork where available (as torch's DataLoader does): workers start at once, share the loaded
-    # model copy-on-write and need no `if __name__ == "__main__"` guard in the caller's script.
-    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    # Single-threaded workers are forked (as torch's DataLoader does): they start at once, share the
+    # loaded model copy-on-write and need no `if __name__ == "__main__"` guard in the caller's
+    # script. Multi-threaded workers are spawned: OpenMP is not fork-safe, and a forked worker
+    # whose parent had started an OpenMP thread pool hangs in its first parallel region.
+    method = "fork" if sys.platform.startswith("linux") and threads == 1 else "spawn"
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method),
                                initializer=worker_init, initargs=(scorer, threads, os.getpid()))
     return pool, score_in_worker

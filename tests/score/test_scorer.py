@@ -136,3 +136,13 @@ def test_worker_outputs_equal_inline_outputs(checkpoint, ptbxl_small, tmp_path):
     score_archive(checkpoint, ptbxl_small, pooled, _options(workers=2, save_similarities=True))
     for name in ("scores.parquet", "similarities.parquet"):
         pd.testing.assert_frame_equal(pd.read_parquet(inline / name), pd.read_parquet(pooled / name))
+
+
+def test_multithreaded_workers_are_spawned_and_agree(checkpoint, ptbxl_small, tmp_path):
+    """Workers with more than one torch thread start by spawn (OpenMP is not fork-safe) and score alike."""
+    inline, pooled = tmp_path / "inline", tmp_path / "pooled"
+    score_archive(checkpoint, ptbxl_small, inline, _options(workers=0, threads=2))
+    score_archive(checkpoint, ptbxl_small, pooled, _options(workers=2, threads=2))
+    a, b = pd.read_parquet(inline / "scores.parquet"), pd.read_parquet(pooled / "scores.parquet")
+    assert list(a["record_id"]) == list(b["record_id"])
+    np.testing.assert_allclose(a[PROB].to_numpy(), b[PROB].to_numpy(), rtol=1e-5, atol=1e-6)
