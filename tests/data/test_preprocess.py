@@ -49,3 +49,17 @@ def test_fit_standardization_matches_numpy_in_chunks() -> None:
     np.testing.assert_allclose(stats["std"], expected_std, rtol=1e-6)
     with pytest.raises(ValueError, match="non-empty"):
         fit_standardization(np.zeros((0, 12, 10)))
+
+
+@pytest.mark.parametrize("fs", [100, 500])
+def test_first_order_float32_highpass_is_within_a_hundredth_of_a_microvolt_step(fs: int) -> None:
+    """The float32 first-order path stays within 1e-5 mV of float64 on ECG-sized input (offsets, waves)."""
+    from scipy.signal import sosfiltfilt
+
+    rng = np.random.default_rng(1)
+    t = np.arange(10 * fs) / fs
+    x = (rng.normal(0, 0.3, (8, 12, 10 * fs)) + 2 * np.sin(2 * np.pi * 1.2 * t)
+         + rng.uniform(-5, 5, (8, 12, 1))).astype(np.float32)
+    sos = butter(1, 0.5, btype="highpass", fs=fs, output="sos")
+    reference = sosfiltfilt(sos, x.astype(np.float64), axis=-1)
+    assert np.abs(highpass(x, fs, 0.5, 1) - reference).max() < 1e-5
