@@ -181,7 +181,7 @@ def _physical(digital: np.ndarray, gain: list | np.ndarray, baseline: list | np.
               units: list | tuple, cols: list[int]) -> np.ndarray:
     """Digital (T, n_sig) → mV (12, T) float64 for ``cols``; WFDB invalid-sample values become NaN."""
     selected = digital[:, cols].T
-    x = selected.astype(np.float64)
+    x = np.array(selected, dtype=np.float64, order="C")  # lead-major: the per-lead checks read contiguously
     gain = np.asarray(gain, dtype=np.float64)[cols][:, None]
     gain = np.where(gain == 0, 200.0, gain)  # WFDB: gain 0 means the default 200 adu per unit
     baseline = np.asarray(baseline, dtype=np.float64)[cols][:, None]
@@ -201,7 +201,7 @@ def _physical(digital: np.ndarray, gain: list | np.ndarray, baseline: list | np.
 def _checksum_error(digital: np.ndarray, header_checksum, names: tuple[str, ...]) -> str | None:
     if not header_checksum or any(c is None for c in header_checksum):
         return None
-    sums = np.mod(digital.sum(axis=0, dtype=np.int64), 65536)
+    sums = np.mod(np.einsum("ij->j", digital, dtype=np.int64), 65536)
     expected = np.mod(np.asarray(header_checksum, dtype=np.int64), 65536)
     bad = [names[i] for i in range(len(expected)) if sums[i] != expected[i]]
     if bad:
