@@ -48,3 +48,17 @@ def test_demo_rejects_a_bad_config_before_doing_anything(tmp_path, capsys):
     rc = main(["demo", "--set", "train.batch_sise=3", "--out", str(tmp_path / "run")])
     assert rc == 1 and "batch_sise" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_copied_reports_replace_an_earlier_runs_files(tmp_path):
+    """A report folder of an earlier demo run is replaced, not merged: no stale page stays."""
+    from ecgproto.commands.demo import _copy_reports
+
+    out, dest = tmp_path / "run", tmp_path / "reports"
+    (out / "explain").mkdir(parents=True)
+    (out / "demo_summary.json").write_text("{}")
+    (out / "explain" / "new.html").write_text("<html></html>")
+    (dest / "explain").mkdir(parents=True)
+    (dest / "explain" / "old.html").write_text("<html></html>")
+    _copy_reports(out, dest)
+    assert sorted(p.name for p in (dest / "explain").iterdir()) == ["new.html"]

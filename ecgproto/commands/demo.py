@@ -131,6 +131,7 @@ def _copy_reports(out: Path, dest: Path) -> None:
         src = out / sub
         if not src.is_dir():
             continue
+        shutil.rmtree(dest / sub, ignore_errors=True)  # no stale file of an earlier run stays behind
         for f in sorted(src.rglob("*")):
             if f.is_file() and f.stat().st_size <= limits.get(f.suffix, -1):
                 target = dest / sub / f.relative_to(src)
