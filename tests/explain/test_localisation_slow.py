@@ -25,7 +25,12 @@ def _bench():
 @pytest.mark.slow
 def test_top_morphology_window_overlaps_simulated_finding(tmp_path):
     bench = _bench()
-    figures = bench.run(None, tmp_path, n_train=2000, n_eval=400, overrides=[], out=None)
+    figures = bench.run(None, tmp_path, n_train=2000, n_eval=1500, overrides=[], out=None)
     block = figures["all_localised"]
     assert block["n_cases"] >= 30, f"too few correctly predicted localised findings to judge: {block}"
     assert block["hit_rate"] >= 0.70, figures
+    # Per-beat findings recur every beat, so the criterion above is met by almost any window; a
+    # single ectopic beat is the case with power: there the window must beat a random one clearly.
+    ectopic = figures["ectopic_beats"]
+    if ectopic["n_cases"] >= 30:
+        assert ectopic["hit_rate"] >= ectopic["chance_rate"] + 0.2, ectopic
