@@ -218,7 +218,8 @@ def _read_signal(stem: str, header: Header, info: HeaderInfo) -> np.ndarray:
         try:
             digital = read_digital(folder, header)
         except (FileNotFoundError, IsADirectoryError):
-            raise _RecordProblem("missing_file", f"signal file {folder / header.file_name} named in the header does not exist") from None
+            raise _RecordProblem("missing_file",
+                                 f"signal file {folder / header.file_name} named in the header does not exist") from None
         except (EOFError, OSError, ValueError) as exc:
             raise _RecordProblem("unreadable_signal", str(exc)) from exc
         problem = _checksum_error(digital, header.checksum, info.sig_name)

@@ -3,9 +3,9 @@
 Each batch of records is read, validated, high-passed and run through the model in one of
 ``workers`` scoring processes (or in the main process with ``workers=0``), a bounded number of
 batches ahead of the writer, so the cores work in parallel and memory stays flat in the archive
-size; only probabilities and similarities come back to the main process, which writes them. The archive is cut into chunks of
-``chunk_size`` consecutive records; batches never straddle a chunk, so a chunk's
-outputs do not depend on the worker count, on ``--resume`` or on ``--shard``.
+size; only probabilities and similarities come back to the main process, which writes them.
+The archive is cut into chunks of ``chunk_size`` consecutive records; batches never straddle a
+chunk, so a chunk's outputs do not depend on the worker count, on ``--resume`` or on ``--shard``.
 Each finished chunk is committed atomically (see :mod:`ecgproto.score.store`).
 """
 
