@@ -189,12 +189,8 @@ def _physical(digital: np.ndarray, gain: list | np.ndarray, baseline: list | np.
     x -= baseline
     x /= gain
     x *= scale
-    bad = [invalid[c] for c in cols]
-    if len(set(bad)) == 1:  # one signal format (the usual case): one comparison with a scalar
-        if bad[0] is not None:
-            x[selected == bad[0]] = np.nan
-    else:
-        x[selected == np.asarray([np.nan if b is None else b for b in bad], dtype=np.float64)[:, None]] = np.nan
+    bad = np.asarray([np.nan if invalid[c] is None else invalid[c] for c in cols], dtype=np.float64)[:, None]
+    x[selected == bad] = np.nan
     return x
 
 
