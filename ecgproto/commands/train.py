@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ecgproto.data.cache import prepare_cache
+    from ecgproto.data.cache import prepare_cache, summary_text
     from ecgproto.train.distributed import barrier, init_distributed, shutdown_distributed
     from ecgproto.train.run import train_model
 
@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if info.is_main:  # one rank builds the cache; the others then open the same one
             archive = prepare_cache(cfg.data)
+            print(summary_text(archive), flush=True)
         barrier(info)
         if not info.is_main:
             archive = prepare_cache(cfg.data)

@@ -5,13 +5,19 @@ Layout of ``<cache_dir>/<key[:16]>/``:
 - ``signals.npy``  (N, 12, T) float32 mV, high-passed, NOT standardised; opened with ``mmap_mode="r"``
 - ``labels.npy``   (N, 71) uint8 in ``all_labels()`` order
 - ``records.parquet`` every record of the archive: ecg_id, patient_id, age, sex, strat_fold, split,
-  path, status, message, row (row in ``signals``; -1 for a record that failed validation)
+  path, source_fs, status, message, row (row in ``signals``; -1 for a record that failed validation)
 - ``rejected.csv``  only the records that failed validation (status + message), for people
 - ``meta.json``     key, the settings and input fingerprint it was computed from, counts by status,
   standardisation statistics fitted on the training rows
 
+Each record is read from its file at :func:`source_rate` (``filename_lr`` for 100 Hz, else
+``filename_hr``); when that file's header is missing but the other rate's exists, the other file is
+read and resampled to ``data.sampling_rate`` by :func:`~ecgproto.data.wfdb_io.read_record`.
+``source_fs`` records the rate of the file read (100 or 500 Hz; 0 when neither exists).
+
 The key is the sha256 of the input file list (relative path, size, mtime of the two CSV files and
-every record file read) + the preprocessing settings + the package and cache-format versions.
+every record file read, so a file appearing at the preferred rate gives a new key) + the
+preprocessing settings + the package and cache-format versions.
 A cache is reused only when its stored key equals the recomputed one. It is written into a
 temporary folder that is renamed into place, so a cache folder is either complete or absent.
 """
@@ -38,11 +44,12 @@ from ecgproto import __version__
 from ecgproto.data.config import DataConfig
 from ecgproto.data.labels import all_labels
 from ecgproto.data.preprocess import fit_standardization, highpass
-from ecgproto.data.ptbxl import DATABASE, QUALITY_COLUMNS, STATEMENTS, assign_split, load_ptbxl
+from ecgproto.data.ptbxl import (DATABASE, QUALITY_COLUMNS, RATES, SPLITS, STATEMENTS, PtbxlIndex, assign_split,
+                                 load_ptbxl, other_rate_of)
 from ecgproto.data.wfdb_io import LEADS, read_record
 from ecgproto.progress import progress
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: records.parquet gained source_fs, meta.json n_other_rate
 CHUNK = 32  # records per worker task
 
 
@@ -178,7 +185,7 @@ def prepare_cache(cfg: DataConfig, root: str | Path | None = None, *, force: boo
     root = ptbxl.root
     n_samples = n_samples_of(cfg)
     split = assign_split(ptbxl.meta["strat_fold"], cfg.train_folds, cfg.val_folds, cfg.test_folds)
-    paths = ptbxl.record_paths(source_rate(cfg.sampling_rate))
+    paths, file_rates = ptbxl.record_files(source_rate(cfg.sampling_rate))
     key = cache_key(cfg, root, paths)
     cache_root = Path(cfg.cache_dir).expanduser()
     final = cache_root / key[:16]
@@ -187,7 +194,7 @@ def prepare_cache(cfg: DataConfig, root: str | Path | None = None, *, force: boo
     cache_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key[:16]}-", dir=cache_root))
     try:
-        _write_cache(tmp, cfg, ptbxl, split, paths, n_samples, key)
+        _write_cache(tmp, cfg, ptbxl, split, paths, file_rates, n_samples, key)
         _move_into_place(tmp, final, key, force)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already when the rename succeeded
@@ -210,12 +217,21 @@ def _move_into_place(tmp: Path, final: Path, key: str, force: bool) -> None:
     raise OSError(f"could not move the new cache {tmp} to {final}; is another process writing it?")
 
 
-def _write_cache(tmp: Path, cfg: DataConfig, ptbxl, split: np.ndarray, paths: list[str],
-                 n_samples: int, key: str) -> dict[str, Any]:
+def _no_file_message(ptbxl: PtbxlIndex, i: int) -> str:
+    """Why record ``i`` (row of ``ptbxl.meta``) has no file to read at either rate."""
+    row = ptbxl.meta.iloc[i]
+    return (f"ecg_id {ptbxl.meta.index[i]}: neither {row['filename_lr']}.hea (100 Hz) nor {row['filename_hr']}.hea "
+            f"(500 Hz) exists in {ptbxl.root}; download the record or remove it from {DATABASE}")
+
+
+def _write_cache(tmp: Path, cfg: DataConfig, ptbxl: PtbxlIndex, split: np.ndarray, paths: list[str],
+                 file_rates: np.ndarray, n_samples: int, key: str) -> dict[str, Any]:
     started = time.time()
     n = len(paths)
     full = np.lib.format.open_memmap(tmp / "all.npy", mode="w+", dtype=np.float32, shape=(n, len(LEADS), n_samples))
     statuses, messages = _read_all(paths, cfg, n_samples, full)
+    for i in np.flatnonzero(file_rates == 0):
+        messages[i] = _no_file_message(ptbxl, i)
     ok = np.array([s == "ok" for s in statuses], dtype=bool)
     ok_rows = np.flatnonzero(ok)
     if ok.all():
@@ -241,6 +257,7 @@ def _write_cache(tmp: Path, cfg: DataConfig, ptbxl, split: np.ndarray, paths: li
         "strat_fold": meta_df["strat_fold"].to_numpy(dtype=np.int64),
         "split": split.astype(str),
         "path": [os.path.relpath(p, ptbxl.root) for p in paths],
+        "source_fs": file_rates,
         "status": statuses,
         "message": messages,
     })
@@ -272,6 +289,7 @@ def _write_cache(tmp: Path, cfg: DataConfig, ptbxl, split: np.ndarray, paths: li
         "n_ok": int(ok.sum()),
         "status_counts": dict(Counter(statuses)),
         "split_counts": dict(Counter(records.loc[ok, "split"])),
+        "n_other_rate": int((ok & (file_rates == other_rate_of(source_rate(cfg.sampling_rate)))).sum()),
         "standardize": cfg.standardize,
         "standardization_train": stats,
     }
@@ -298,3 +316,30 @@ def open_cache(path: str | Path) -> CachedArchive:
     standardization = meta["standardization_train"] if meta.get("standardize") else None
     return CachedArchive(path=path, signals=signals, labels=labels, index=index, records=records,
                          fs=int(meta["fs"]), key=meta["key"], standardization=standardization, meta=meta)
+
+
+def summary_text(archive: CachedArchive) -> str:
+    """What a prepared archive holds, for people: records used per split, excluded per status, other-rate reads."""
+    meta = archive.meta
+    verb = "reused" if archive.reused else f"written in {meta['seconds']:.1f} s"
+    counts = meta["split_counts"]
+    used = [f"{name} {counts.get(name, 0)}" for name in SPLITS]
+    if counts.get(""):
+        used.append(f"in no split {counts['']}")
+    lines = [
+        f"cache {archive.path} ({verb}); key {archive.key}",
+        f"records: {meta['n_records']} read, {meta['n_ok']} cached as ({meta['n_ok']}, {len(LEADS)}, "
+        f"{meta['n_samples']}) float32 at {archive.fs} Hz",
+        "used per split: " + ", ".join(used),
+    ]
+    excluded = {k: v for k, v in meta["status_counts"].items() if k != "ok"}
+    if excluded:
+        lines.append(f"excluded (listed with reasons in {archive.path / 'rejected.csv'}): "
+                     + ", ".join(f"{k} {v}" for k, v in sorted(excluded.items())))
+    if meta["n_other_rate"]:
+        preferred = meta["settings"]["source_rate"]
+        other = other_rate_of(preferred)
+        lines.append(f"other rate: {meta['n_other_rate']} record(s) had no {preferred} Hz file ({RATES[preferred]}) "
+                     f"and were read from the {other} Hz file ({RATES[other]}), resampled to {archive.fs} Hz "
+                     "(column source_fs in records.parquet)")
+    return "\n".join(lines)

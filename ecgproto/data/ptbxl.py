@@ -14,6 +14,7 @@ Conventions kept from PTB-XL: ``sex`` 0 = male, 1 = female; ``age`` 300 means "o
 from __future__ import annotations
 
 import ast
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ STATEMENTS = "scp_statements.csv"
 REQUIRED_COLUMNS = ("ecg_id", "patient_id", "age", "sex", "scp_codes", "strat_fold", "filename_lr", "filename_hr")
 QUALITY_COLUMNS = ("baseline_drift", "static_noise", "burst_noise", "electrodes_problems", "extra_beats", "pacemaker")
 SPLITS = ("train", "val", "test")
+RATES = {100: "filename_lr", 500: "filename_hr"}  # Hz → database column of the record files
 
 
 @dataclass(frozen=True)
@@ -48,10 +50,34 @@ class PtbxlIndex:
 
     def record_paths(self, source_rate: int) -> list[str]:
         """Absolute record paths (no extension) of the 100 Hz (``filename_lr``) or 500 Hz (``filename_hr``) files."""
-        column = {100: "filename_lr", 500: "filename_hr"}.get(source_rate)
+        column = RATES.get(source_rate)
         if column is None:
             raise ValueError(f"PTB-XL ships records at 100 or 500 Hz, not {source_rate} Hz")
         return [str(self.root / rel) for rel in self.meta[column]]
+
+    def record_files(self, preferred_rate: int) -> tuple[list[str], np.ndarray]:
+        """Which file to read per record: paths (no extension) and their rates, (N,) int64 Hz.
+
+        The ``preferred_rate`` file (100 or 500 Hz) where its ``.hea`` exists, else the other rate's
+        where that exists; where neither exists the preferred path with rate 0.
+        """
+        other_rate = other_rate_of(preferred_rate)
+        paths = self.record_paths(preferred_rate)
+        rates = np.full(len(paths), preferred_rate, dtype=np.int64)
+        for i, other in enumerate(self.record_paths(other_rate)):
+            if not os.path.isfile(paths[i] + ".hea"):
+                if os.path.isfile(other + ".hea"):
+                    paths[i], rates[i] = other, other_rate
+                else:
+                    rates[i] = 0
+        return paths, rates
+
+
+def other_rate_of(rate: int) -> int:
+    """The other PTB-XL file rate: 500 for 100 Hz, 100 for 500 Hz."""
+    if rate not in RATES:
+        raise ValueError(f"PTB-XL ships records at 100 or 500 Hz, not {rate} Hz")
+    return 500 if rate == 100 else 100
 
 
 def assign_split(
