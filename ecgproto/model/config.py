@@ -163,8 +163,14 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Three branches (keys rhythm, morphology, global), the fusion head and the losses."""
+    """Three branches (keys rhythm, morphology, global), the fusion head and the losses.
 
+    kind: "prototype" (ProtoECGNet) or "blackbox" (its twin: the same backbones and add-on layers
+    with plain linear heads on the pooled latent and a dense linear fusion; prototype settings,
+    losses other than BCE/L1 and the fusion head/mask are ignored).
+    """
+
+    kind: Literal["prototype", "blackbox"] = "prototype"
     branches: dict[str, BranchConfig] = field(default_factory=_default_branches)
     fusion: FusionConfig = field(default_factory=FusionConfig)
     loss: LossConfig = field(default_factory=LossConfig)

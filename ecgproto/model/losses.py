@@ -171,8 +171,8 @@ class BranchLoss(nn.Module):
 
     ``forward(out, targets, branch)``: the joint/warm-up objective is
     BCE + clustering + separation + diversity + contrastive (each weighted by ``LossConfig``,
-    weight 0 = not computed); ``stage="last_layer"``: BCE + off-class L1 of the last layer;
-    ``stage="warmup"``: BCE only.
+    weight 0 = not computed), plus the off-class L1 of the last layer when the joint stage trains
+    it; ``stage="last_layer"``: BCE + off-class L1 of the last layer; ``stage="warmup"``: BCE only.
     """
 
     def __init__(self, cfg: LossConfig, identity: torch.Tensor, cooccurrence: np.ndarray | torch.Tensor | None,
@@ -202,11 +202,11 @@ class BranchLoss(nn.Module):
         cfg = self.cfg
         terms: dict[str, torch.Tensor] = {"bce": bce_loss(logits, targets, self.pos_weight)}
         total = terms["bce"]
-        if stage == "last_layer":
+        if stage == "last_layer" or (stage == "joint" and last_layer_weight.requires_grad):
             if cfg.l1_last_layer > 0:
                 terms["l1_last_layer"] = last_layer_l1(last_layer_weight, self.identity)
                 total = total + cfg.l1_last_layer * terms["l1_last_layer"]
-        elif stage == "warmup":
+        if stage in ("warmup", "last_layer"):
             pass
         elif stage == "joint":
             weighted = {

@@ -23,40 +23,20 @@ class ModelOutput:
     logits: torch.Tensor
     similarities: torch.Tensor
     branch: dict[str, BranchOutput]
+    features: torch.Tensor | None = None  # what the fusion head reads (= similarities here)
 
 
-class ProtoECGNet(nn.Module):
-    """Interpretable 12-lead ECG classifier over signals (B, 12, n_samples) in mV at ``fs`` Hz.
+class StandardizedInput(nn.Module):
+    """Base of the networks: checks (B, 12, n_samples) input at ``fs`` Hz and standardises it with
+    the ``input_mean``/``input_std`` (12,) buffers (set from training statistics with
+    ``set_standardization``; identity by default)."""
 
-    Inputs are standardised inside the model with the ``input_mean``/``input_std`` (12,)
-    buffers (set from training statistics with ``set_standardization``; identity by default).
-    """
-
-    def __init__(self, model_cfg: ModelConfig, n_samples: int, fs: int) -> None:
+    def __init__(self, n_samples: int, fs: int) -> None:
         super().__init__()
-        self.config = model_cfg
         self.n_samples = int(n_samples)
         self.fs = int(fs)
-        self.labels: tuple[str, ...] = all_labels()
         self.register_buffer("input_mean", torch.zeros(N_LEADS))
         self.register_buffer("input_std", torch.ones(N_LEADS))
-        # One draw from the global generator, then each branch is initialised from its own seed:
-        # a branch's initial weights do not depend on the other branches' sizes.
-        branch_seeds = torch.randint(0, 2**62, (len(GROUPS),)).tolist()
-        branches = {}
-        for g, seed in zip(GROUPS, branch_seeds):
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                branches[g] = PrototypeBranch(g, model_cfg.branches[g], group_labels(g), n_samples, fs)
-        self.branches = nn.ModuleDict(branches)
-        position = {c: i for i, c in enumerate(self.labels)}
-        proto_label, proto_branch = [], []
-        for b, (g, branch) in enumerate(self.branches.items()):
-            codes = torch.tensor([position[c] for c in branch.class_codes])
-            proto_label.append(codes[branch.prototype_classes])
-            proto_branch.append(torch.full((branch.n_prototypes,), b))
-        self.fusion = FusionHead(model_cfg.fusion, torch.cat(proto_label), torch.cat(proto_branch),
-                                 len(self.labels), tuple(self.branches))
 
     # ---- standardisation ------------------------------------------------------------------
     @torch.no_grad()
@@ -81,17 +61,45 @@ class ProtoECGNet(nn.Module):
         x = x.to(self.input_mean.dtype)
         return (x - self.input_mean[:, None]) / self.input_std[:, None]
 
-    # ---- forward --------------------------------------------------------------------------
     def forward_branch(self, group: str, x: torch.Tensor) -> BranchOutput:
         """Run one branch on raw signals x (B, 12, n_samples) mV (standardised here)."""
         return self.branches[group](self.standardize(x))
 
+
+class ProtoECGNet(StandardizedInput):
+    """Interpretable 12-lead ECG classifier over signals (B, 12, n_samples) in mV at ``fs`` Hz."""
+
+    kind = "prototype"
+
+    def __init__(self, model_cfg: ModelConfig, n_samples: int, fs: int) -> None:
+        super().__init__(n_samples, fs)
+        self.config = model_cfg
+        self.labels: tuple[str, ...] = all_labels()
+        # One draw from the global generator, then each branch is initialised from its own seed:
+        # a branch's initial weights do not depend on the other branches' sizes.
+        branch_seeds = torch.randint(0, 2**62, (len(GROUPS),)).tolist()
+        branches = {}
+        for g, seed in zip(GROUPS, branch_seeds):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                branches[g] = PrototypeBranch(g, model_cfg.branches[g], group_labels(g), n_samples, fs)
+        self.branches = nn.ModuleDict(branches)
+        position = {c: i for i, c in enumerate(self.labels)}
+        proto_label, proto_branch = [], []
+        for b, (g, branch) in enumerate(self.branches.items()):
+            codes = torch.tensor([position[c] for c in branch.class_codes])
+            proto_label.append(codes[branch.prototype_classes])
+            proto_branch.append(torch.full((branch.n_prototypes,), b))
+        self.fusion = FusionHead(model_cfg.fusion, torch.cat(proto_label), torch.cat(proto_branch),
+                                 len(self.labels), tuple(self.branches))
+
+    # ---- forward --------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> ModelOutput:
         """x (B, 12, n_samples) mV → ModelOutput (fusion logits, similarities, branch outputs)."""
         z = self.standardize(x)
         outs = {g: branch(z) for g, branch in self.branches.items()}
         sims = torch.cat([o.similarities for o in outs.values()], dim=1)
-        return ModelOutput(self.fusion(sims), sims, outs)
+        return ModelOutput(self.fusion(sims), sims, outs, sims)
 
     # ---- bookkeeping ----------------------------------------------------------------------
     @property

@@ -98,12 +98,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def build_model(meta: Mapping[str, Any]) -> torch.nn.Module:
-    """A fresh ``ProtoECGNet`` from the config, ``n_samples`` and ``sampling_rate`` in ``meta``."""
+    """A fresh network (``ProtoECGNet`` or its black-box twin, by ``model.kind``) from the config,
+    ``n_samples`` and ``sampling_rate`` in ``meta``."""
     from ecgproto.config import config_from_mapping
-    from ecgproto.model import ProtoECGNet
+    from ecgproto.model import build_network
 
     cfg = config_from_mapping(meta["config"])
-    return ProtoECGNet(cfg.model, n_samples=int(meta["n_samples"]), fs=int(meta["sampling_rate"]))
+    return build_network(cfg.model, n_samples=int(meta["n_samples"]), fs=int(meta["sampling_rate"]))
 
 
 def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:

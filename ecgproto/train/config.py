@@ -16,19 +16,25 @@ class StageConfig:
     ``prototype_init``: one pass, no training: every prototype is set to the nearest latent window
     of a training ECG of its class (the projection search used as a data-driven start for
     ``joint`` after a warm-up; no provenance is kept, a later ``projection`` records it);
-    ``joint``: backbone + add-on + prototypes (last layer fixed); ``projection``: one pass, no
+    ``joint``: backbone + add-on + prototypes (last layer fixed unless ``train_last_layer``, which
+    trains it too, with the last-layer L1 on off-class weights; ``train_backbone: false`` keeps the
+    backbone frozen, in eval mode, as warm-up left it); ``projection``: one pass, no
     training (``epochs``/``lr`` ignored); ``last_layer``: only the last layer, L1 on off-class weights.
     """
 
     name: StageName = "joint"
     epochs: int = 10
     lr: float = 1e-4
+    train_last_layer: bool = False
+    train_backbone: bool = True
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
             raise ValueError(f"stage {self.name}: epochs must be >= 0, got {self.epochs}")
         if self.name not in ("projection", "prototype_init") and self.epochs > 0 and self.lr <= 0:
             raise ValueError(f"stage {self.name}: lr must be > 0, got {self.lr}")
+        if (self.train_last_layer or not self.train_backbone) and self.name != "joint":
+            raise ValueError(f"stage {self.name}: train_last_layer and train_backbone apply to the joint stage only")
 
 
 def _default_stages() -> tuple[StageConfig, ...]:
@@ -59,6 +65,8 @@ class TrainConfig:
     eval_batch_size: int = 256
     weight_decay: float = 1.7e-4
     patience: int = 10  # epochs without validation improvement before a stage stops
+    # the same for the fusion head (None = ``patience``); its epochs run on cached features, so cheap
+    fusion_patience: int | None = None
     threads: int = 1  # torch intra-op threads per process; 0 = torch's default (all cores)
     unique_projection: bool = False  # no two prototypes of a branch project onto the same ECG
     scheduler: Literal["cosine", "none"] = "cosine"

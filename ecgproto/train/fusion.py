@@ -34,15 +34,17 @@ if TYPE_CHECKING:
 def similarity_features(
     model: torch.nn.Module, archive: Any, rows: np.ndarray, batch_size: int, desc: str = "features"
 ) -> np.ndarray:
-    """Concatenated pooled branch similarities (N, P_total) float32 for archive ``rows``."""
+    """What the fusion head reads, (N, P_total) float32, for archive ``rows``: the concatenated pooled
+    branch similarities (the twin: pooled latents)."""
     outs = []
     with eval_mode(model):
         starts = range(0, len(rows), batch_size)
         for s in progress(starts, desc=desc, total=len(starts), unit="batch"):
             r = rows[s : s + batch_size]
             x = torch.from_numpy(np.asarray(archive.signals[r], dtype=np.float32))
-            outs.append(model(x).similarities.float().numpy())
-    return np.concatenate(outs) if outs else np.zeros((0, model.n_prototypes), np.float32)
+            outs.append(model(x).features.float().numpy())
+    width = model.fusion.weight_raw.shape[1]
+    return np.concatenate(outs) if outs else np.zeros((0, width), np.float32)
 
 
 def cached_features(trainer: Trainer) -> dict[str, np.ndarray]:
@@ -92,6 +94,8 @@ def init_fusion_from_branches(model: torch.nn.Module) -> None:
         mean, std = fusion.sim_mean[cols][0].double(), fusion.sim_std[cols][0].double()
         weight[rows, cols] = last * std
         bias[rows] = last.sum(dim=1) * mean
+        if model.branches[group].last_layer.bias is not None:  # the twin's linear heads
+            bias[rows] += model.branches[group].last_layer.bias.double()
     if fusion.cfg.head == "linear":
         fusion.weight_raw.copy_(weight)
     else:
@@ -201,7 +205,7 @@ def run_fusion(trainer: Trainer, budget: list[float]) -> bool:
         })
         s.epoch += 1
         budget[0] -= 1
-        if s.bad_epochs >= tcfg.patience:
+        if s.bad_epochs >= (tcfg.fusion_patience or tcfg.patience):
             s.epoch = tcfg.fusion_epochs
     if s.best_model is not None:
         model.load_state_dict(s.best_model, strict=False)

@@ -67,11 +67,17 @@ def stage_seed(seed: int, group: str, index: int) -> int:
 
 
 def plan_phases(cfg: Config) -> list[Phase]:
-    """Branch stages in branch order (stages with 0 epochs skipped, projection kept), then fusion."""
+    """Branch stages in branch order (stages with 0 epochs skipped, projection kept), then fusion.
+
+    The black-box twin runs the same list minus the prototype stages (projection, prototype_init).
+    """
     phases = []
+    prototype_stages = ("projection", "prototype_init")
     for group in cfg.model.branches:
         for index, stage in enumerate(cfg.train.stages_for(group)):
-            if stage.name in ("projection", "prototype_init") or stage.epochs > 0:
+            if stage.name in prototype_stages and cfg.model.kind == "blackbox":
+                continue
+            if stage.name in prototype_stages or stage.epochs > 0:
                 phases.append(Phase(group, stage, index))
     phases.append(Phase(None, None))
     return phases
@@ -209,21 +215,28 @@ class Trainer:
             # results do not depend on how much randomness the branches before it consumed
             torch.manual_seed(stage_seed(self.cfg.seed, group, phase.index))
         head = None
-        if stage.name == "warmup":
+        if stage.name == "warmup" and self.model.kind == "prototype":
             head = make_warmup_head(self.model, group, self.n_samples, stage_seed(self.cfg.seed, group, phase.index))
             if s.head is not None:
                 head.load_state_dict(s.head)
-        setup = setup_stage(self.model, group, stage.name, head)
+        setup = setup_stage(self.model, group, stage.name, head, stage.train_last_layer, stage.train_backbone)
         optimizer, scheduler = make_optimizer(setup.params, stage.lr, stage.epochs, tcfg, s)
         cols = label_table().indices(group)
         criterion = build_branch_criterion(self.model, group, self.train_labels, self.cfg.model.loss)
-        runner: torch.nn.Module = BranchRunner(self.model, group, latent_only=stage.name == "warmup")
+        runner: torch.nn.Module = BranchRunner(self.model, group, latent_only=head is not None)
         if self.dist.enabled:
             runner = DistributedDataParallel(runner)
         loader = make_loader(
             self.dataset, tcfg.batch_size, shuffle=True, seed=stage_seed(self.cfg.seed, group, phase.index),
             world_size=self.dist.world_size, rank=self.dist.rank,
         )
+        if head is None and s.epoch == 0 and s.best_model is None:
+            # the stage's starting point is a candidate too (not for a fresh warm-up head): a stage
+            # must beat the branch it was given on validation to replace it, so no stage costs accuracy
+            s.best_metric = self._val_metric(group, None)
+            s.best_model = plain_state_dict(self.model)
+            self._log({"phase": phase.name, "branch": group, "stage": stage.name, "epoch": -1, "lr": 0.0,
+                       "val_macro_auroc": s.best_metric, "best": True, "seconds": 0.0})
         while s.epoch < stage.epochs:
             if budget[0] <= 0:
                 return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,9 @@ def build_branch_criterion(model: torch.nn.Module, group: str, train_labels: np.
 
     cols = label_table().indices(group)
     branch = model.branches[group]
+    if model.kind == "blackbox":  # the twin trains with BCE only: no prototype terms
+        return BranchLoss(replace(loss_cfg, contrastive=0.0), torch.zeros(0, len(cols)), None,
+                          pos_weight_for(np.asarray(train_labels)[:, cols], loss_cfg.pos_weight_cap))
     return BranchLoss(
         loss_cfg,
         branch.prototype_class_identity,

@@ -62,11 +62,11 @@ def configure_torch(cfg: Config) -> None:
 
 
 def build_model(cfg: Config, archive: Any) -> torch.nn.Module:
-    """Seeded ``ProtoECGNet`` for the archive's rate/length, with train-split standardisation."""
-    from ecgproto.model import ProtoECGNet
+    """Seeded network (``model.kind``) for the archive's rate/length, with train-split standardisation."""
+    from ecgproto.model import build_network
 
     torch.manual_seed(cfg.seed)
-    model = ProtoECGNet(cfg.model, n_samples=int(archive.signals.shape[-1]), fs=int(archive.fs))
+    model = build_network(cfg.model, n_samples=int(archive.signals.shape[-1]), fs=int(archive.fs))
     if archive.standardization is not None:
         model.set_standardization(archive.standardization["mean"], archive.standardization["std"])
     return model
@@ -93,6 +93,7 @@ def checkpoint_meta(trainer: Trainer, val_metrics: dict[str, Any]) -> dict[str, 
         "n_samples": int(archive.signals.shape[-1]),
         "highpass": {"cutoff_hz": cfg.data.highpass_hz, "order": cfg.data.highpass_order},
         "standardization": archive.standardization,
+        "model_kind": cfg.model.kind,
         "cooccurrence": {g: cooccurrence_for(trainer.train_labels, g).tolist() for g in trainer.model.branches},
         "prototypes": sorted(prototypes, key=lambda p: p["index"]),
         "projection": s.projection,
@@ -101,7 +102,8 @@ def checkpoint_meta(trainer: Trainer, val_metrics: dict[str, Any]) -> dict[str, 
         "val_metrics": val_metrics,
         "data_key": getattr(archive, "key", None),
         "ood": calibrate_ood(cached_features(trainer)["val"], cfg.train.ood_flag_rate,
-                             prototype_branches=trainer.model.prototype_table()["branch"].tolist()),
+                             prototype_branches=trainer.model.prototype_table()["branch"].tolist())
+               if trainer.model.n_prototypes else None,
     }
 
 

@@ -66,8 +66,11 @@ class StageSetup:
             m.train()
 
 
-def setup_stage(model: torch.nn.Module, group: str, name: str, head: WarmupHead | None = None) -> StageSetup:
-    """Freeze everything, then unfreeze what stage ``name`` of branch ``group`` trains."""
+def setup_stage(model: torch.nn.Module, group: str, name: str, head: WarmupHead | None = None,
+                train_last_layer: bool = False, train_backbone: bool = True) -> StageSetup:
+    """Freeze everything, then unfreeze what stage ``name`` of branch ``group`` trains
+    (joint stage: ``train_last_layer`` trains the last layer too, ``train_backbone=False`` leaves
+    the backbone frozen and in eval mode)."""
     if name not in TRAINABLE_STAGES:
         raise ValueError(f"stage {name!r} has no trainable parameters; expected one of {TRAINABLE_STAGES}")
     model.requires_grad_(False)
@@ -75,6 +78,11 @@ def setup_stage(model: torch.nn.Module, group: str, name: str, head: WarmupHead 
     branch = model.branches[group]
     last = branch.last_layer
     last_ids = {id(p) for p in last.parameters()}
+    if model.kind == "blackbox":  # the twin: warm-up and joint train the whole branch with its head
+        params = list(branch.parameters()) if name != "last_layer" else list(last.parameters())
+        for p in params:
+            p.requires_grad_(True)
+        return StageSetup(name, group, params, [branch] if name != "last_layer" else [], None)
     proto_id = id(branch.prototype_vectors)
     if name == "warmup":
         if head is None:
@@ -83,8 +91,11 @@ def setup_stage(model: torch.nn.Module, group: str, name: str, head: WarmupHead 
         params += list(head.parameters())
         train_modules = [branch, head]
     elif name == "joint":
-        params = [p for p in branch.parameters() if id(p) not in last_ids]
-        train_modules = [branch]
+        frozen = last_ids if not train_last_layer else set()
+        if not train_backbone:
+            frozen = frozen | {id(p) for p in branch.backbone.parameters()}
+        params = [p for p in branch.parameters() if id(p) not in frozen]
+        train_modules = [branch] if train_backbone else [branch.add_on]
     else:  # last_layer
         params = list(last.parameters())
         train_modules = []
@@ -102,9 +113,13 @@ def stage_loss(
     ``criterion`` is the branch's ``BranchLoss``: joint = BCE + clustering + separation +
     diversity + contrastive; last_layer = BCE + L1 on off-class last-layer weights;
     warm-up = BCE on the temporary head's logits (``out`` is then the latent tensor).
+    The black-box twin: BCE on its own head's logits in every stage.
     """
-    if setup.name == "warmup":  # ``out`` is the latent only (no prototype layer is run)
+    if setup.name == "warmup" and setup.head is not None:  # ``out`` is the latent only (no prototypes run)
         bce = bce_loss(setup.head(out), y, criterion.pos_weight)
+        return bce, {"bce": float(bce.detach())}
+    if model.kind == "blackbox":  # the twin's own linear head: BCE only
+        bce = bce_loss(out.logits, y, criterion.pos_weight)
         return bce, {"bce": float(bce.detach())}
     terms = criterion(out, y, model.branches[setup.group], stage=setup.name)
     total = terms.pop("total")

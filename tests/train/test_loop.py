@@ -154,3 +154,16 @@ def test_prototype_init_starts_joint_from_class_windows(tmp_path):
 def test_prototype_init_must_precede_joint():
     with pytest.raises(Exception, match="prototype_init must come before"):
         tiny_config("train.branch_stages={global: [{name: joint, epochs: 1, lr: 0.001}, {name: prototype_init}]}")
+
+
+def test_a_stage_keeps_its_starting_branch_unless_training_beats_it(reference_run):
+    _, _, _, out = reference_run
+    log = pd.read_csv(out / "train_log.csv")
+    for phase in ("rhythm/joint", "rhythm/last_layer", "morphology/joint", "morphology/last_layer"):
+        rows = log[log["phase"] == phase]
+        assert rows["epoch"].iloc[0] == -1  # the branch the stage was given is evaluated first
+    assert log.loc[log["phase"] == "rhythm/warmup", "epoch"].iloc[0] == 0  # a fresh warm-up head is not
+    # the last stage of a branch ends at its best candidate, which the summary reports
+    summary = json.loads((out / "train_summary.json").read_text())
+    best = log.loc[log["phase"] == "morphology/last_layer", "val_macro_auroc"].max()
+    assert summary["macro_auroc"]["val"]["morphology"] == pytest.approx(best, abs=1e-9)

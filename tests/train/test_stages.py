@@ -47,3 +47,14 @@ def test_warmup_stage_has_no_prototypes_and_needs_its_head(model):
     assert len(setup.params) == len(names) + len(list(head.parameters()))
     with pytest.raises(ValueError, match="no trainable parameters"):
         setup_stage(model, "global", "projection")
+
+
+def test_joint_stage_options_train_last_layer_or_keep_backbone_frozen(model):
+    setup_stage(model, "rhythm", "joint", train_last_layer=True)
+    assert "branches.rhythm.last_layer.weight" in _trainable(model)
+    setup = setup_stage(model, "rhythm", "joint", train_backbone=False)
+    setup.train()
+    names = _trainable(model)
+    assert "branches.rhythm.prototype_vectors" in names and any(".add_on." in n for n in names)
+    assert not any(".backbone." in n for n in names)
+    assert not model.branches["rhythm"].backbone.training  # frozen BatchNorm statistics stay put
