@@ -111,6 +111,14 @@ class PrototypeBranch(nn.Module):
     def n_windows(self) -> int:
         return self.window_geometry.n_windows
 
+    @torch.no_grad()
+    def constrain_last_layer_signs(self) -> None:
+        """Clamp the last layer to the sign rule of the ``sign_constrained`` fusion head: a
+        prototype's weight is >= 0 for its own class and <= 0 for every other class."""
+        own = self.prototype_class_identity.T > 0  # (C, P)
+        w = self.last_layer.weight
+        w.copy_(torch.where(own, w.clamp(min=0), w.clamp(max=0)))
+
     def reset_last_layer(self) -> None:
         """Set the last layer to +1 for a prototype's own class, ``last_layer_negative`` elsewhere."""
         identity = self.prototype_class_identity.T  # (C, P)

@@ -223,6 +223,9 @@ class Trainer:
         optimizer, scheduler = make_optimizer(setup.params, stage.lr, stage.epochs, tcfg, s)
         cols = label_table().indices(group)
         criterion = build_branch_criterion(self.model, group, self.train_labels, self.cfg.model.loss)
+        # a trained last layer keeps the fusion head's sign rule, so the head can start exactly at it
+        signed_last_layer = (self.model.kind == "prototype" and self.cfg.model.fusion.head == "sign_constrained"
+                             and self.model.branches[group].last_layer.weight.requires_grad)
         runner: torch.nn.Module = BranchRunner(self.model, group, latent_only=head is not None)
         if self.dist.enabled:
             runner = DistributedDataParallel(runner)
@@ -252,6 +255,8 @@ class Trainer:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if signed_last_layer:
+                    self.model.branches[group].constrain_last_layer_signs()
                 n_batches += 1
                 for k, v in {"loss": float(loss.detach()), **terms}.items():
                     sums[k] = sums.get(k, 0.0) + v

@@ -167,3 +167,12 @@ def test_a_stage_keeps_its_starting_branch_unless_training_beats_it(reference_ru
     summary = json.loads((out / "train_summary.json").read_text())
     best = log.loc[log["phase"] == "morphology/last_layer", "val_macro_auroc"].max()
     assert summary["macro_auroc"]["val"]["morphology"] == pytest.approx(best, abs=1e-9)
+
+
+def test_trained_last_layers_keep_the_fusion_heads_sign_rule(reference_run):
+    _, _, outcome, _ = reference_run  # default head sign_constrained: own class >= 0, other classes <= 0
+    for branch in outcome.model.branches.values():
+        own = branch.prototype_class_identity.T > 0
+        w = branch.last_layer.weight
+        assert (w[own] >= 0).all() and (w[~own] <= 0).all()
+        assert (w[~own] < 0).any() or (w[own] > 0).any()  # trained, not all zero
