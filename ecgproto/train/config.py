@@ -19,7 +19,10 @@ class StageConfig:
     ``joint``: backbone + add-on + prototypes (last layer fixed unless ``train_last_layer``, which
     trains it too, with the last-layer L1 on off-class weights; ``train_backbone: false`` keeps the
     backbone frozen, in eval mode, as warm-up left it); ``projection``: one pass, no
-    training (``epochs``/``lr`` ignored); ``last_layer``: only the last layer, L1 on off-class weights.
+    training; ``last_layer``: only the last layer, L1 on off-class weights.
+    ``refit_epochs`` (projection and prototype_init): afterwards the branch's last layer is
+    re-fitted for up to that many full-batch epochs at ``lr`` on the branch's cached training
+    similarities and selected on validation (ecgproto.train.refit); ``epochs`` is ignored there.
     """
 
     name: StageName = "joint"
@@ -27,12 +30,16 @@ class StageConfig:
     lr: float = 1e-4
     train_last_layer: bool = False
     train_backbone: bool = True
+    refit_epochs: int = 0
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
             raise ValueError(f"stage {self.name}: epochs must be >= 0, got {self.epochs}")
-        if self.name not in ("projection", "prototype_init") and self.epochs > 0 and self.lr <= 0:
+        one_pass = self.name in ("projection", "prototype_init")
+        if (self.epochs > 0 if not one_pass else self.refit_epochs > 0) and self.lr <= 0:
             raise ValueError(f"stage {self.name}: lr must be > 0, got {self.lr}")
+        if self.refit_epochs < 0 or (self.refit_epochs and not one_pass):
+            raise ValueError(f"stage {self.name}: refit_epochs (>= 0) applies to projection and prototype_init only")
         if (self.train_last_layer or not self.train_backbone) and self.name != "joint":
             raise ValueError(f"stage {self.name}: train_last_layer and train_backbone apply to the joint stage only")
 

@@ -31,8 +31,9 @@ from ecgproto.train.branch_io import BranchRunner
 from ecgproto.train.checkpoint import atomic_torch_save, plain_state_dict
 from ecgproto.train.config import StageConfig
 from ecgproto.train.distributed import DistInfo, gather_rows, shard
-from ecgproto.train.losses_adapter import build_branch_criterion
+from ecgproto.train.losses_adapter import build_branch_criterion, pos_weight_for
 from ecgproto.train.projection import project_branch
+from ecgproto.train.refit import refit_last_layer
 from ecgproto.train.stages import (
     WarmupHead,
     branch_auroc,
@@ -306,6 +307,20 @@ class Trainer:
             "phase": phase.name, "branch": group, "stage": phase.stage.name, "epoch": 0,
             "val_macro_auroc": metric, "best": False, "seconds": time.perf_counter() - t0,
         })
+        if phase.stage.refit_epochs > 0:
+            t0 = time.perf_counter()
+            cols = label_table().indices(group)
+            _, after, best_epoch = refit_last_layer(
+                self.model, group, self.archive, {"train": self.rows["train"], "val": self.rows["val"]},
+                pos_weight_for(self.train_labels[:, cols], self.cfg.model.loss.pos_weight_cap),
+                phase.stage.refit_epochs, phase.stage.lr, self.cfg.model.loss.l1_last_layer,
+                self.cfg.train.fusion_patience or self.cfg.train.patience, self.cfg.train.eval_batch_size,
+                signed=self.cfg.model.fusion.head == "sign_constrained",
+            )
+            self._log({
+                "phase": phase.name, "branch": group, "stage": "last_layer_refit", "epoch": best_epoch,
+                "val_macro_auroc": after, "best": True, "seconds": time.perf_counter() - t0,
+            })
 
     def _record_projection(self, group: str, prov: list[dict[str, Any]], missing: int, shared: int) -> None:
         self.state.provenance[group] = prov

@@ -154,6 +154,18 @@ def predict_branch(
     return np.concatenate(outs) if outs else np.zeros((0, len(label_table().indices(group))))
 
 
+@torch.no_grad()
+def pooled_similarities(model: torch.nn.Module, group: str, archive: Any, rows: np.ndarray,
+                        batch_size: int) -> np.ndarray:
+    """Pooled similarities (N, P_g) float32 of branch ``group`` on archive ``rows`` (eval mode)."""
+    outs = []
+    with eval_mode(model):
+        for s in range(0, len(rows), batch_size):
+            x = torch.from_numpy(np.asarray(archive.signals[rows[s : s + batch_size]], dtype=np.float32))
+            outs.append(branch_forward(model, group, x).similarities.float().numpy())
+    return np.concatenate(outs) if outs else np.zeros((0, model.branches[group].n_prototypes), np.float32)
+
+
 def branch_auroc(labels: np.ndarray, scores: np.ndarray, group: str) -> float:
     """Dataset-level macro AUROC of branch ``group`` (labels (N,71) uint8, logits or probs (N,C_g))."""
     return macro_auroc(np.asarray(labels)[:, label_table().indices(group)], scores)

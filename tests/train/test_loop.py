@@ -176,3 +176,24 @@ def test_trained_last_layers_keep_the_fusion_heads_sign_rule(reference_run):
         w = branch.last_layer.weight
         assert (w[own] >= 0).all() and (w[~own] <= 0).all()
         assert (w[~own] < 0).any() or (w[own] > 0).any()  # trained, not all zero
+
+
+def test_projection_refits_the_last_layer_on_cached_similarities(tmp_path):
+    stages = ("train.stages=[{name: joint, epochs: 1, lr: 0.001, train_last_layer: true}, "
+              "{name: projection, refit_epochs: 30, lr: 0.01}]")
+    outcome = train_model(tiny_config(stages), tiny_archive(tmp_path), tmp_path / "run")
+    log = pd.read_csv(tmp_path / "run" / "train_log.csv")
+    for group, branch in outcome.model.branches.items():
+        rows = log[log["phase"] == f"{group}/projection"]
+        assert rows["stage"].tolist() == ["projection", "last_layer_refit"]
+        # the layer the projection left is a candidate: the re-fit never lowers validation AUROC
+        assert rows["val_macro_auroc"].iloc[1] >= rows["val_macro_auroc"].iloc[0] - 1e-12
+        own = branch.prototype_class_identity.T > 0
+        assert (branch.last_layer.weight[own] >= 0).all() and (branch.last_layer.weight[~own] <= 0).all()
+
+
+def test_refit_epochs_only_on_one_pass_stages():
+    from ecgproto.config import ConfigError
+
+    with pytest.raises((ValueError, ConfigError), match="refit_epochs"):
+        tiny_config("train.stages=[{name: joint, epochs: 1, lr: 0.001, refit_epochs: 5}]")
