@@ -89,6 +89,17 @@ def _missing(value: object) -> bool:
     return bool(pd.isna(value))
 
 
+def fill_undefined(samples: np.ndarray, point: np.ndarray) -> np.ndarray:
+    """Per-label resample values (B, C) with undefined (NaN) entries replaced by the whole-sample value ``point`` (C,).
+
+    A macro average over the result (NaN-aware) uses a fixed label set: the labels defined in the
+    whole sample. Averaging over whichever labels happen to be defined per resample would bias the
+    interval (rare labels, whose only positive patient may not be drawn, drop out more often).
+    """
+    s = np.asarray(samples, dtype=np.float64)
+    return np.where(np.isfinite(s), s, np.atleast_2d(point))
+
+
 def percentile_ci(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
     """Percentile interval of bootstrap ``samples`` (B, ...) at ``level`` (e.g. 0.95), NaN-aware.
 

@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 
 from ecgproto.data.labels import all_labels, label_table
-from ecgproto.evaluate.bootstrap import BootstrapPlan, patient_bootstrap, percentile_ci
+from ecgproto.evaluate.bootstrap import BootstrapPlan, fill_undefined, patient_bootstrap, percentile_ci
 from ecgproto.evaluate.calibration import expected_calibration_error, reliability_bins
+from ecgproto.evaluate.compare import Comparison
 from ecgproto.evaluate.config import EvaluateConfig
 from ecgproto.evaluate.metrics import (
     auroc_weighted,
@@ -42,7 +43,10 @@ class Predictions:
     ``labels`` (N, 71) uint8 in ``all_labels()`` order; ``probs`` maps ``"fused"`` to
     (N, 71) and each branch name to its (N, C_group) probabilities; ``thresholds`` maps
     an output to its (C_output,) decision thresholds (missing = no threshold metrics);
-    ``info`` holds per-record columns used for subgroups (sex, age, quality flags).
+    ``info`` holds per-record columns used for subgroups (sex, age, quality flags);
+    ``threshold_rules`` says how each threshold was chosen: one row per output × label with
+    ``output``, ``label`` and the columns of :func:`~ecgproto.evaluate.thresholds.threshold_table`
+    (None = unknown, e.g. thresholds read from a checkpoint).
     """
 
     ecg_ids: np.ndarray
@@ -52,6 +56,7 @@ class Predictions:
     thresholds: dict[str, np.ndarray] = field(default_factory=dict)
     threshold_source: str = "none"
     info: pd.DataFrame | None = None
+    threshold_rules: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
         n = len(self.ecg_ids)
@@ -75,6 +80,7 @@ class Evaluation:
     settings: dict[str, Any]
     plan: BootstrapPlan | None
     predictions: Predictions
+    comparison: Comparison | None = None  # another model on the same records (``evaluate --compare``)
 
 
 def _mask_key(mask: np.ndarray) -> str:
@@ -137,18 +143,12 @@ class _Scorer:
 def _summary_values(lab: dict[str, np.ndarray], fm: np.ndarray, boot: bool = False) -> dict[str, np.ndarray]:
     """Macro/weighted aggregates of per-label values → (1,) for the point estimate or (B,) for resamples.
 
-    The label set is fixed by the point estimate: a label undefined in the whole split is left
-    out everywhere; a label defined there but undefined in a resample (e.g. its only positive
-    patient not drawn) keeps its whole-split value in that resample. Averaging over whichever
-    labels happen to be defined per resample would bias the interval (rare labels, often with
-    low AUPRC, drop out more often than others).
+    The label set is fixed by the point estimate (:func:`fill_undefined`): a label undefined in
+    the whole split is left out everywhere; a label defined there but undefined in a resample
+    (e.g. its only positive patient not drawn) keeps its whole-split value in that resample.
     """
     def values(m: str) -> np.ndarray:
-        point = np.atleast_2d(lab[m])
-        if not boot:
-            return point
-        b = lab[f"boot_{m}"]
-        return np.where(np.isfinite(b), b, point)
+        return fill_undefined(lab[f"boot_{m}"], lab[m]) if boot else np.atleast_2d(lab[m])
 
     weights = np.atleast_2d(lab["n_pos"])
     out = {
@@ -173,6 +173,8 @@ def evaluate_predictions(pred: Predictions, cfg: EvaluateConfig, seed: int = 0,
     scorer = _Scorer(cfg, plan)
     code_group = dict(zip(label_table().frame["code"], label_table().frame["group"]))
     summary_rows, label_rows = [], []
+    rules = ({} if pred.threshold_rules is None else
+             dict(zip(zip(pred.threshold_rules["output"], pred.threshold_rules["label"]), pred.threshold_rules["rule"])))
     all_patients = np.asarray(plan.record_patient) if plan is not None else None
     for task in progress(tasks, desc="evaluate tasks", unit="task"):
         if task.output not in pred.probs:
@@ -200,6 +202,9 @@ def evaluate_predictions(pred: Predictions, cfg: EvaluateConfig, seed: int = 0,
             "fmax_threshold": float(fm_t[0]),
             "thresholds": "none" if th is None else pred.threshold_source,
         }
+        if th is not None:
+            row["mean_predicted_labels"] = float((p[mask] >= th[None, :]).sum(1).mean())
+            row["mean_true_labels"] = float(y[mask].sum(1).mean())
         for m, v in point.items():
             row[m] = float(v[0])
         if wb is not None:
@@ -211,7 +216,7 @@ def evaluate_predictions(pred: Predictions, cfg: EvaluateConfig, seed: int = 0,
         other_auc = _point_macro_auroc(y[other], p[other]) if other.any() else float("nan")
         row["macro_auroc_other_convention"] = other_auc
         summary_rows.append(row)
-        label_rows.extend(_label_rows(task, lab, cfg, code_group))
+        label_rows.extend(_label_rows(task, lab, cfg, code_group, rules if th is not None else {}))
     summary = pd.DataFrame(summary_rows)
     per_label = pd.DataFrame(label_rows)
     subgroups = _subgroups(pred, cfg, scorer) if pred.info is not None else pd.DataFrame()
@@ -226,19 +231,30 @@ def evaluate_predictions(pred: Predictions, cfg: EvaluateConfig, seed: int = 0,
                                "its whole-split value there"),
         "ci_level": cfg.ci_level, "n_bootstrap": cfg.n_bootstrap, "bootstrap_seed": seed,
         "n_records": n, "n_patients": plan.n_patients if plan is not None else int(len(pd.unique(pd.Series(pred.patient_ids)))),
-        "threshold_source": pred.threshold_source, "fmax": "sample-centric (PTB-XL benchmark / CAFA)",
+        "threshold_source": pred.threshold_source,
+        "threshold_rule": (threshold_rule_text(cfg) if pred.threshold_rules is not None
+                           else "unknown (thresholds given, not tuned here)"),
+        "fmax": "sample-centric (PTB-XL benchmark / CAFA)",
         "fmax_step": cfg.fmax_step, "n_top_curves": cfg.n_top_curves, "undefined": "NaN (no positive or no negative in the scored records)",
         "aggregated_targets": "sub/superdiagnostic targets: positive if any member code; probability = max over member codes",
     }
     return Evaluation(summary, per_label, subgroups, calibration, settings, plan, pred)
 
 
+def threshold_rule_text(cfg: EvaluateConfig) -> str:
+    """One sentence stating the threshold rule of ``evaluate/thresholds.py`` with ``cfg``'s settings."""
+    return (f"F1-maximising on the validation split; a label with fewer than {cfg.threshold_min_positives} "
+            "validation positives gets the threshold that predicts it at its training prevalence; no threshold "
+            f"predicts a label for more than {cfg.threshold_max_rate_ratio:g}× its prevalence of validation records; "
+            "a label without training positives is never predicted")
+
+
 def _point_macro_auroc(y: np.ndarray, p: np.ndarray) -> float:
     return float(nanmean_rows(auroc_weighted(y, p, np.ones((1, len(y)))))[0])
 
 
-def _label_rows(task: Task, lab: dict[str, np.ndarray], cfg: EvaluateConfig,
-                code_group: dict[str, str]) -> list[dict[str, Any]]:
+def _label_rows(task: Task, lab: dict[str, np.ndarray], cfg: EvaluateConfig, code_group: dict[str, str],
+                rules: dict[tuple[str, str], str]) -> list[dict[str, Any]]:
     rows = []
     cis = {}
     for m in CI_LABEL_METRICS + ("brier",):
@@ -255,6 +271,8 @@ def _label_rows(task: Task, lab: dict[str, np.ndarray], cfg: EvaluateConfig,
                 r[m] = float(lab[m][j])
             if m in cis:
                 r[f"{m}_lo"], r[f"{m}_hi"] = float(cis[m][0][j]), float(cis[m][1][j])
+        if (task.output, target) in rules:
+            r["threshold_rule"] = rules[(task.output, target)]
         rows.append(r)
     return rows
 

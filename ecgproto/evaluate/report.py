@@ -32,7 +32,13 @@ REPORT_FILES = {
     "subgroups.csv": "fused model on all labels per subgroup",
     "predictions.parquet": "ecg_id, patient_id, label__CODE, prob__CODE (fused) and prob_<branch>__CODE per record",
     "bootstrap_indices.npz": "patients, record→patient index and the drawn patient indices (B, n_patients)",
+    "thresholds.csv": "one row per output and label: decision threshold and the rule that chose it",
+    "comparison.csv": "with --compare: macro AUROC per task of both models and their paired difference, with intervals",
+    "compare_predictions.parquet": "with --compare: the other model's probabilities, laid out as predictions.parquet",
 }
+THRESHOLD_RULE_TEXT = {"f1": "F1-maximising", "capped": "F1 threshold raised to the rate cap",
+                       "prevalence": "too few validation positives: predicted at the prevalence",
+                       "not_trained": "no training positives: never predicted"}
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:1.5em auto;color:#111;max-width:1200px;padding:0 1em}
@@ -120,13 +126,16 @@ def _figure(png: bytes, caption: str) -> str:
     return f'<figure><img src="{png_data_uri(png)}" alt="{esc(caption)}"><figcaption>{esc(caption)}</figcaption></figure>'
 
 
-def predictions_frame(ev: Evaluation) -> pd.DataFrame:
-    """Per-record predictions: ecg_id, patient_id, label__CODE, prob__CODE, prob_<branch>__CODE."""
+def predictions_frame(ev: Evaluation, probs: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """Per-record predictions: ecg_id, patient_id, label__CODE, prob__CODE, prob_<branch>__CODE.
+
+    ``probs`` (output → (N, C_output)) replaces the evaluated model's, e.g. a compared model's.
+    """
     p = ev.predictions
     cols: dict[str, Any] = {"ecg_id": p.ecg_ids, "patient_id": pd.Series(p.patient_ids).astype(str).to_numpy()}
     for j, code in enumerate(all_labels()):
         cols[f"label__{code}"] = p.labels[:, j].astype(np.uint8)
-    for name, probs in p.probs.items():
+    for name, probs in (p.probs if probs is None else probs).items():
         prefix = "prob" if name == "fused" else f"prob_{name}"
         for j, code in enumerate(output_codes(name)):
             cols[f"{prefix}__{code}"] = probs[:, j].astype(np.float32)
@@ -154,10 +163,21 @@ def write_report(ev: Evaluation, out_dir: str | Path, ctx: ReportContext | None 
     written.update({n: out / n for n in ("per_label.csv", "subgroups.csv", "predictions.parquet")})
     if ev.plan is not None:
         written["bootstrap_indices.npz"] = ev.plan.save(out / "bootstrap_indices.npz")
+    rules = ev.predictions.threshold_rules
+    if rules is not None:
+        _atomic_frame(rules, out / "thresholds.csv", "csv")
+        written["thresholds.csv"] = out / "thresholds.csv"
+    if ev.comparison is not None:
+        _atomic_frame(ev.comparison.table, out / "comparison.csv", "csv")
+        _atomic_frame(predictions_frame(ev, ev.comparison.probs_b), out / "compare_predictions.parquet", "parquet")
+        written.update({n: out / n for n in ("comparison.csv", "compare_predictions.parquet")})
     metrics = {
         "settings": ev.settings,
         "context": {"checkpoint": ctx.checkpoint, "data": ctx.data, "split": ctx.split, "model": ctx.model},
         "summary": ev.summary,
+        "labels_per_record": labels_per_record(ev),
+        "thresholds": _thresholds_json(ev),
+        "comparison": _comparison_json(ev),
         "subgroups": ev.subgroups,
         "calibration": {k: v for k, v in ev.calibration.items()},
         "prototype_quality": _prototype_json(ctx.prototype),
@@ -166,6 +186,44 @@ def write_report(ev: Evaluation, out_dir: str | Path, ctx: ReportContext | None 
     written["metrics.json"] = write_text_atomic(out / "metrics.json", json.dumps(_clean(metrics), indent=2))
     written["report.html"] = write_text_atomic(out / "report.html", render_html(ev, ctx))
     return written
+
+
+def labels_per_record(ev: Evaluation) -> dict[str, float] | None:
+    """Mean predicted and true labels per record of the fused model on all 71 labels at its thresholds
+    (None without thresholds): ``predicted``, ``true`` and their ``ratio``."""
+    if "mean_predicted_labels" not in ev.summary or "fused:all71" not in set(ev.summary["task"]):
+        return None
+    head = ev.summary.set_index("task").loc["fused:all71"]
+    predicted, true = float(head["mean_predicted_labels"]), float(head["mean_true_labels"])
+    if not math.isfinite(predicted):
+        return None
+    return {"predicted": predicted, "true": true, "ratio": predicted / true if true > 0 else float("nan")}
+
+
+def _non_f1_rules(ev: Evaluation) -> pd.DataFrame:
+    """Rows of the threshold table whose rule is not plain F1 (empty when rules are unknown)."""
+    rules = ev.predictions.threshold_rules
+    return pd.DataFrame() if rules is None else rules[rules["rule"] != "f1"].reset_index(drop=True)
+
+
+def _thresholds_json(ev: Evaluation) -> dict[str, Any]:
+    rules = ev.predictions.threshold_rules
+    out: dict[str, Any] = {"source": ev.settings["threshold_source"], "rule": ev.settings["threshold_rule"]}
+    if rules is not None:
+        out["rule_counts"] = {o: r["rule"].value_counts().to_dict() for o, r in rules.groupby("output", sort=False)}
+        out["labels_not_f1"] = _non_f1_rules(ev)
+    return out
+
+
+def _comparison_json(ev: Evaluation) -> dict[str, Any] | None:
+    comparison = ev.comparison
+    if comparison is None:
+        return None
+    return {"a": {"checkpoint": comparison.name_a, "model_kind": comparison.kind_a},
+            "b": {"checkpoint": comparison.name_b, "model_kind": comparison.kind_b},
+            "metric": "macro AUROC over the labels defined in the scored records; paired patient bootstrap "
+                      "(the same resamples for both models as bootstrap_indices.npz)",
+            "tasks": comparison.table}
 
 
 def _prototype_json(proto: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -179,13 +237,18 @@ def render_html(ev: Evaluation, ctx: ReportContext) -> str:
     s = ev.settings
     parts = [f"<h1>{esc(ctx.title)}</h1>", _header(ev, ctx)]
     parts.append(_summary_section(ev))
+    if ev.comparison is not None:
+        parts.append(_comparison_section(ev))
+    parts.append(_threshold_section(ev))
     parts.append(_per_label_section(ev))
     parts.append(_curves_section(ev))
     parts.append(_calibration_section(ev))
     parts.append(_subgroup_section(ev))
     parts.append(_prototype_section(ctx))
     parts.append(_model_card(ev, ctx))
-    files = "".join(f"<li><code>{esc(k)}</code>: {esc(v)}</li>" for k, v in REPORT_FILES.items())
+    optional = {"thresholds.csv": ev.predictions.threshold_rules is not None,
+                "comparison.csv": ev.comparison is not None, "compare_predictions.parquet": ev.comparison is not None}
+    files = "".join(f"<li><code>{esc(k)}</code>: {esc(v)}</li>" for k, v in REPORT_FILES.items() if optional.get(k, True))
     parts.append(f"<h2>Files</h2><ul>{files}</ul><p>Every number above can be recomputed from "
                  f"<code>predictions.parquet</code> and <code>bootstrap_indices.npz</code> (seed {esc(s['bootstrap_seed'])}).</p>")
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -202,7 +265,7 @@ def _header(ev: Evaluation, ctx: ReportContext) -> str:
                                  f"{s['n_bootstrap']} resamples of {s['n_patients']} patients"
          if s["n_bootstrap"] else "none (n_bootstrap = 0)"],
         ["label set of macro intervals", s.get("macro_ci_label_set", "–")],
-        ["decision thresholds", f"{s['threshold_source']} (per label, F1-maximising)"],
+        ["decision thresholds", f"{s['threshold_source']}; rule: {s['threshold_rule']}"],
         ["Fmax", f"{s['fmax']}, threshold grid step {s['fmax_step']}"],
         ["undefined metrics", s["undefined"]],
     ]
@@ -223,10 +286,12 @@ def _summary_section(ev: Evaluation) -> str:
     for r in ev.summary.to_dict(orient="records"):
         rows.append([r["task"], str(r["n_records"]), str(r["n_patients"]),
                      f"{r['n_labels_defined']}/{r['n_labels']}", str(r["n_labels_few_pos"])]
-                    + [_ci(r, m) for m, _ in SUMMARY_COLS] + [_num(r["macro_auroc_other_convention"])])
+                    + [_ci(r, m) for m, _ in SUMMARY_COLS] + [_labels_per_record(r)]
+                    + [_num(r["macro_auroc_other_convention"])])
     other = "drop_unlabeled" if ev.settings["convention"] == "keep_all" else "keep_all"
     header = (["task (output:label set)", "records", "patients", "labels defined", "labels < 10 pos."]
-              + [n for _, n in SUMMARY_COLS] + [f"macro AUROC ({other}, no CI)"])
+              + [n for _, n in SUMMARY_COLS] + ["labels / record: predicted / true"]
+              + [f"macro AUROC ({other}, no CI)"])
     level = int(round(100 * ev.settings["ci_level"]))
     return ("<h2>Summary</h2>"
             f"<p>Values are dataset-level over the whole split, with {level}% patient-level bootstrap intervals in "
@@ -237,6 +302,52 @@ def _summary_section(ev: Evaluation) -> str:
             "AUPRC intervals can sit above the point estimate. Branch outputs (rhythm, morphology, global) are each scored on their own label "
             "group. Threshold metrics use per-label thresholds; aggregated benchmark targets have none.</p>"
             + _table(header, rows))
+
+
+def _labels_per_record(row: dict[str, Any]) -> str:
+    predicted, true = row.get("mean_predicted_labels", np.nan), row.get("mean_true_labels", np.nan)
+    if predicted is None or not math.isfinite(float(predicted)):
+        return "–"
+    return f"{predicted:.2f} / {true:.2f}"
+
+
+def _comparison_section(ev: Evaluation) -> str:
+    comparison = ev.comparison
+    level = int(round(100 * ev.settings["ci_level"]))
+    rows = [[r["task"], str(r["n_labels"]), str(r["n_records"]), _ci(r, "a"), _ci(r, "b"), _ci(r, "diff")]
+            for r in comparison.table.to_dict(orient="records")]
+    return ("<h2>Paired comparison</h2>"
+            f"<p>A = <code>{esc(comparison.name_a)}</code> ({esc(comparison.kind_a)}), B = "
+            f"<code>{esc(comparison.name_b)}</code> ({esc(comparison.kind_b)}), on the same "
+            f"{ev.settings['n_records']} records. Macro AUROC over the labels with a positive and a negative among the "
+            f"scored records (a fixed set: a label undefined in a resample keeps its whole-split value there), with "
+            f"{level}% intervals from the same patient resamples for both models, so the interval of A − B is "
+            "paired. An interval of A − B that excludes 0 is a difference beyond resampling noise.</p>"
+            + _table(["task (output:label set)", "labels", "records", "A: macro AUROC", "B: macro AUROC", "A − B"], rows))
+
+
+def _threshold_section(ev: Evaluation) -> str:
+    s = ev.settings
+    parts = ["<h2>Decision thresholds</h2>", f"<p>Source: {esc(s['threshold_source'])}. Rule: {esc(s['threshold_rule'])}.</p>"]
+    counts = labels_per_record(ev)
+    if counts is not None:
+        parts.append(f"<p>Fused model, all 71 labels: on average <b>{counts['predicted']:.2f}</b> predicted labels per "
+                     f"record against <b>{counts['true']:.2f}</b> true labels (ratio {_num(counts['ratio'], 2)}).</p>")
+    rules = ev.predictions.threshold_rules
+    if rules is None:
+        return "".join(parts) + "<p>How each threshold was chosen is unknown (thresholds were not tuned here).</p>"
+    tally = "; ".join(f"{o}: " + ", ".join(f"{n} {rule}" for rule, n in r["rule"].value_counts().items())
+                      for o, r in rules.groupby("output", sort=False))
+    parts.append(f"<p>Labels per rule: {esc(tally)}.</p>")
+    other = _non_f1_rules(ev)
+    if len(other):
+        table = _table(["output", "label", "rule", "validation positives", "prevalence", "validation rate predicted",
+                        "threshold"],
+                       [[r["output"], r["label"], THRESHOLD_RULE_TEXT.get(r["rule"], r["rule"]), str(r["n_val_pos"]),
+                         _num(r["prevalence"], 4), _num(r["val_rate"], 4), _num(r["threshold"], 4)]
+                        for r in other.to_dict(orient="records")])
+        parts.append(f"<details><summary>The {len(other)} thresholds not chosen by plain F1</summary>{table}</details>")
+    return "".join(parts)
 
 
 def _per_label_section(ev: Evaluation) -> str:
@@ -324,6 +435,8 @@ def _prototype_section(ctx: ReportContext) -> str:
     q = ctx.prototype
     if q is None:
         return "<h2>Prototype quality</h2><p>Not available (evaluated from prediction arrays only).</p>"
+    if q.get("model_kind") == "blackbox":
+        return f"<h2>Prototype quality</h2><p>{esc(q['note'])}: the model has plain linear heads, nothing to show here.</p>"
     items = [["prototypes", str(q.get("n_prototypes", "–"))], ["projected onto training ECGs", str(q.get("projected"))]]
     if q.get("projected"):
         per_branch = ", ".join(f"{k}: {v}" for k, v in q.get("unique_source_ecgs_per_branch", {}).items())
@@ -384,11 +497,18 @@ def _model_card(ev: Evaluation, ctx: ReportContext) -> str:
     n_zero = int((fused["n_pos"] == 0).sum()) if len(fused) else 0
     n_few = int(((fused["n_pos"] > 0) & (fused["n_pos"] < 10)).sum()) if len(fused) else 0
     training = ctx.model.get("training_data", "see the checkpoint's stored config")
+    twin = ctx.model.get("model_kind") == "blackbox"
+    use = ("Research baseline: the black-box twin of the interpretable model, measuring what interpretability costs; "
+           "classifies 10-s 12-lead ECGs into the 71 PTB-XL SCP statements without explanations." if twin else
+           "Research on interpretable, case-based classification of 10-s 12-lead ECGs into the 71 PTB-XL SCP "
+           "statements, with prototype explanations.")
+    model_text = ("Black-box twin of the ProtoECGNet-style network: the same branch backbones with linear heads and a "
+                  "linear fusion head." if twin else
+                  "ProtoECGNet-style prototype network (rhythm, morphology and global branches + fusion head).")
     items = [
-        ("Intended use", "Research on interpretable, case-based classification of 10-s 12-lead ECGs into the 71 PTB-XL "
-                         "SCP statements, with prototype explanations. Not a medical device; not for diagnosis or "
-                         "treatment decisions. Outputs need review by a qualified clinician."),
-        ("Model", f"ProtoECGNet-style prototype network (rhythm, morphology and global branches + fusion head). {ctx.model.get('summary', '')}"),
+        ("Intended use", f"{use} Not a medical device; not for diagnosis or treatment decisions. Outputs need review "
+                         "by a qualified clinician."),
+        ("Model", f"{model_text} {ctx.model.get('summary', '')}"),
         ("Training data", str(training)),
         ("Evaluation data", f"{ctx.data or 'given arrays'}, {ctx.split} split: {s['n_records']} records, {s['n_patients']} patients; "
                             f"convention {s['convention']} ({s['convention_text']})."),
@@ -398,8 +518,8 @@ def _model_card(ev: Evaluation, ctx: ReportContext) -> str:
                         "positives (unstable metrics, wide intervals). Thresholds were tuned on the validation split and may not transfer to other "
                         "populations, devices or prevalences. PTB-XL comes from one German centre (1989–1996) with "
                         "labels from automated and cardiologist statements of varying certainty; synthetic-archive "
-                        "results say nothing about clinical performance. Prototype similarity is not a causal "
-                        "explanation."),
+                        "results say nothing about clinical performance."
+                        + ("" if twin else " Prototype similarity is not a causal explanation.")),
     ]
     rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in items)
     return f"<h2>Model card</h2><table>{rows}</table>"

@@ -9,6 +9,7 @@ folds) so test records are read exactly as the training records were.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import torch
 from ecgproto.config import Config, config_from_mapping
 from ecgproto.data.cache import CachedArchive, open_cache, prepare_cache
 from ecgproto.data.labels import GROUPS, all_labels, label_table
+from ecgproto.evaluate.compare import Comparison, paired_auroc_difference
 from ecgproto.evaluate.evaluation import Evaluation, Predictions, evaluate_predictions
 from ecgproto.evaluate.prototype_quality import (
     prototype_quality,
@@ -27,10 +29,12 @@ from ecgproto.evaluate.prototype_quality import (
 )
 from ecgproto.evaluate.report import ReportContext, write_report
 from ecgproto.evaluate.subgroups import QUALITY_FLAGS
-from ecgproto.evaluate.thresholds import tune_thresholds
+from ecgproto.evaluate.tasks import default_tasks, output_codes
+from ecgproto.evaluate.thresholds import threshold_table
 from ecgproto.progress import progress
 
 SPLITS = ("train", "val", "test")
+NO_PROTOTYPES = "black-box twin: no prototypes"
 
 
 def open_archive(data: str | Path, meta: dict[str, Any], cache_dir: str | None = None) -> CachedArchive:
@@ -71,32 +75,59 @@ def _predict(model: torch.nn.Module, archive: CachedArchive, rows: np.ndarray, b
     return predict_arrays(model, archive.signals[rows], batch_size=batch_size)
 
 
+@dataclass
+class Thresholds:
+    """Per-output decision thresholds (C_output,), where they came from, how each was chosen
+    (:attr:`Predictions.threshold_rules`; None when read from the checkpoint) and report notes."""
+
+    values: dict[str, np.ndarray]
+    source: str
+    rules: pd.DataFrame | None
+    notes: list[str]
+
+
 def _thresholds(model: torch.nn.Module, meta: dict[str, Any], archive: CachedArchive, cfg: Config,
-                split: str) -> tuple[dict[str, np.ndarray], str, list[str]]:
-    """Per-output decision thresholds, where they came from, and notes for the report."""
+                split: str) -> Thresholds:
+    """Thresholds re-tuned on the validation split (rare-label rule: ``evaluate/thresholds.py``), else the checkpoint's."""
     notes: list[str] = []
-    val_rows = archive.rows("val")
+    val_rows, train_rows = archive.rows("val"), archive.rows("train")
     if cfg.evaluate.threshold_source == "validation" and len(val_rows):
         val = _predict(model, archive, val_rows, cfg.evaluate.batch_size)
         y = archive.labels[val_rows]
-        th = {"fused": tune_thresholds(y, val.probs)}
-        for g, p in val.branch_probs.items():
-            th[g] = tune_thresholds(y[:, label_table().indices(g)], p)
+        y_train = archive.labels[train_rows] if len(train_rows) else None
+        outputs = {"fused": (val.probs, np.arange(len(all_labels()))),
+                   **{g: (p, label_table().indices(g)) for g, p in val.branch_probs.items()}}
+        tables = []
+        for output, (p, cols) in outputs.items():
+            table = threshold_table(y[:, cols], p, train_labels=None if y_train is None else y_train[:, cols],
+                                    min_positives=cfg.evaluate.threshold_min_positives,
+                                    max_rate_ratio=cfg.evaluate.threshold_max_rate_ratio)
+            table.insert(0, "output", output)
+            table.insert(1, "label", output_codes(output))
+            tables.append(table)
+        rules = pd.concat(tables, ignore_index=True)
+        values = {o: rules.loc[rules["output"] == o, "threshold"].to_numpy() for o in outputs}
+        if y_train is None:
+            notes.append("The data has no training split: threshold prevalences come from the validation split and "
+                         "no label counts as untrained.")
         if split == "val":
             notes.append("Thresholds were tuned on the same validation split that is evaluated here: threshold "
                          "metrics (F1, sensitivity, specificity) are optimistic.")
-        return th, f"validation split ({len(val_rows)} records, re-tuned here)", notes
+        return Thresholds(values, f"validation split ({len(val_rows)} records, re-tuned here)", rules, notes)
     stored = meta.get("thresholds")
     if stored is None or len(stored) != len(all_labels()):
         notes.append("No validation split and no thresholds in the checkpoint: threshold metrics are not reported.")
-        return {}, "none", notes
+        return Thresholds({}, "none", None, notes)
     notes.append("Thresholds come from the checkpoint (tuned on the validation split during training); branch "
                  "outputs have no stored thresholds, so their threshold metrics are not reported.")
-    return {"fused": np.asarray(stored, dtype=np.float64)}, "checkpoint (validation-tuned in training)", notes
+    return Thresholds({"fused": np.asarray(stored, dtype=np.float64)}, "checkpoint (validation-tuned in training)",
+                      None, notes)
 
 
 def _prototype_section(model: torch.nn.Module, meta: dict[str, Any], pred: Any, thresholds: dict[str, np.ndarray],
                        cfg: Config) -> dict[str, Any]:
+    if model.kind == "blackbox":
+        return {"model_kind": "blackbox", "note": NO_PROTOTYPES}
     table = pd.DataFrame(meta.get("prototypes") or model.prototype_table().to_dict("records"))
     vectors = {g: model.branches[g].prototype_vectors.detach().cpu().numpy() for g in model.branches}
     q = prototype_quality(table, vectors, cfg.evaluate.near_duplicate_cosine)
@@ -162,9 +193,46 @@ def _gallery(meta: dict[str, Any], archive: CachedArchive, labels: np.ndarray, c
     return out
 
 
+def _probs(out: Any) -> dict[str, np.ndarray]:
+    """Fused and branch probabilities of a :func:`_predict` result, float64."""
+    return {"fused": out.probs.astype(np.float64), **{g: p.astype(np.float64) for g, p in out.branch_probs.items()}}
+
+
+def _model_summary(model: torch.nn.Module) -> str:
+    branches = ", ".join(g for g in GROUPS if g in model.branches)
+    if model.kind == "blackbox":
+        return f"{NO_PROTOTYPES} ({branches} branches with linear heads, linear fusion)."
+    return f"{sum(len(model.branches[g].prototype_vectors) for g in model.branches)} prototypes ({branches} branches)."
+
+
+def _compare(checkpoint: str | Path, other: str | Path, meta: dict[str, Any], archive: CachedArchive,
+             rows: np.ndarray, pred: Predictions, model: torch.nn.Module, cfg: Config) -> Comparison:
+    """Model ``other`` on the same records as ``pred``, paired with the evaluated model (same resamples)."""
+    from ecgproto.train.checkpoint import load_checkpoint
+
+    model_b, meta_b = load_checkpoint(other)
+    keys = ("sampling_rate", "n_samples", "highpass", "labels")
+    differ = [k for k in keys if meta_b.get(k) != meta.get(k)]
+    if differ:
+        diff = ", ".join(f"{k}: {meta.get(k)} vs {meta_b.get(k)}" for k in differ)
+        raise ValueError(f"--compare {other}: its preprocessing or labels differ from {checkpoint} ({diff}); both "
+                         "models must read the same records the same way")
+    probs_b = _probs(_predict(model_b, archive, rows, cfg.evaluate.batch_size))
+    outputs = [o for o in pred.probs if o in probs_b]
+    table = paired_auroc_difference(pred.labels, pred.probs, probs_b, pred.patient_ids,
+                                    default_tasks(outputs, cfg.evaluate.benchmark_sets), cfg.evaluate.n_bootstrap,
+                                    cfg.seed, cfg.evaluate.ci_level, drop_unlabeled=cfg.evaluate.drop_unlabeled)
+    return Comparison(str(checkpoint), str(other), model.kind, model_b.kind, table, probs_b)
+
+
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, out_dir: str | Path, cfg: Config,
-                        split: str = "test", cache_dir: str | None = None) -> tuple[Evaluation, dict[str, Path]]:
-    """Evaluate ``checkpoint`` on ``split`` of ``data`` and write the report into ``out_dir``."""
+                        split: str = "test", cache_dir: str | None = None,
+                        compare: str | Path | None = None) -> tuple[Evaluation, dict[str, Path]]:
+    """Evaluate ``checkpoint`` on ``split`` of ``data`` and write the report into ``out_dir``.
+
+    ``compare``: a second checkpoint (e.g. the black-box twin) scored on the same records; the
+    report then has a paired comparison of macro AUROC (:func:`paired_auroc_difference`).
+    """
     from ecgproto.train.checkpoint import load_checkpoint
 
     if split not in SPLITS:
@@ -176,25 +244,26 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, out_dir: str |
     if len(rows) == 0:
         raise ValueError(f"{data}: the {split} split is empty (folds per split come from the checkpoint's config); "
                          "choose another --split")
-    thresholds, source, notes = _thresholds(model, meta, archive, cfg, split)
+    th = _thresholds(model, meta, archive, cfg, split)
     out = _predict(model, archive, rows, cfg.evaluate.batch_size)
     index = archive.index.iloc[rows].reset_index(drop=True)
-    probs = {"fused": out.probs.astype(np.float64), **{g: p.astype(np.float64) for g, p in out.branch_probs.items()}}
-    pred = Predictions(index["ecg_id"].to_numpy(), index["patient_id"].to_numpy(), archive.labels[rows], probs,
-                       thresholds, source, _info(index))
+    pred = Predictions(index["ecg_id"].to_numpy(), index["patient_id"].to_numpy(), archive.labels[rows], _probs(out),
+                       th.values, th.source, _info(index), th.rules)
     ev = evaluate_predictions(pred, cfg.evaluate, seed=cfg.seed)
+    if compare is not None:
+        ev = dataclasses.replace(ev, comparison=_compare(checkpoint, compare, meta, archive, rows, pred, model, cfg))
     train_cfg = meta.get("config", {}).get("data", {})
     ctx = ReportContext(
-        checkpoint=str(checkpoint), data=str(data), split=split, notes=notes,
+        checkpoint=str(checkpoint), data=str(data), split=split, notes=th.notes,
         model={
+            "model_kind": model.kind,
             "package_version": meta.get("package_version", "?"), "config_hash": meta.get("config_hash", "?"),
             "sampling_rate (Hz)": meta.get("sampling_rate"), "n_samples": meta.get("n_samples"),
             "training_data": f"{train_cfg.get('source', '?')} archive at {train_cfg.get('root', '?')}, "
                              f"train folds {train_cfg.get('train_folds')}, val folds {train_cfg.get('val_folds')}",
-            "summary": f"{sum(len(model.branches[g].prototype_vectors) for g in model.branches)} prototypes "
-                       f"({', '.join(g for g in GROUPS if g in model.branches)} branches).",
+            "summary": _model_summary(model),
         },
-        prototype=_prototype_section(model, meta, out, thresholds, cfg),
+        prototype=_prototype_section(model, meta, out, th.values, cfg),
         gallery=_gallery(meta, archive, archive.labels[rows], cfg),
     )
     return ev, write_report(ev, out_dir, ctx)

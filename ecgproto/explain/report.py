@@ -40,6 +40,13 @@ def _leads(span: tuple[int, int] | None) -> tuple[str, ...]:
     return LEADS[int(span[0]):int(span[1])]
 
 
+def require_prototypes(model: Any, source: str | Path) -> None:
+    """Raise ValueError for a model without prototypes (the black-box twin): nothing to explain with."""
+    if model.kind == "blackbox":
+        raise ValueError(f"{source}: a black-box twin (model.kind: blackbox) has no prototypes, so its predictions "
+                         "cannot be explained case by case; use `ecgproto score` for its probabilities")
+
+
 def explain_arrays(model: Any, meta: dict[str, Any], signals: np.ndarray, k: int = 3, batch_size: int = 64) -> tuple[pd.DataFrame, np.ndarray]:
     """Top-k contributions with test windows and prototype provenance, for signals (N, 12, T) mV.
 
@@ -51,6 +58,7 @@ def explain_arrays(model: Any, meta: dict[str, Any], signals: np.ndarray, k: int
     """
     from ecgproto.model.inference import predict_arrays
 
+    require_prototypes(model, "model")
     pred = predict_arrays(model, signals, batch_size=batch_size)
     thresholds = np.asarray(meta["thresholds"], dtype=np.float64)
     table = top_contributions(model, pred.similarities, pred.probs, thresholds, k=k)
@@ -204,6 +212,7 @@ def explain_records(
         raise ValueError("no records given; pass one or more WFDB record paths (with or without .hea)")
     out_dir = Path(out_dir)
     model, meta = load_checkpoint(checkpoint)
+    require_prototypes(model, checkpoint)
     prep = Preprocessing.from_meta(meta)
     source = SourceArchive.resolve(meta, source_data)
     thresholds = np.asarray(meta["thresholds"], dtype=np.float64)
@@ -289,4 +298,4 @@ def _write_index(out_dir: Path, pages: list[RecordPage], all_rows: list[pd.DataF
     write_text_atomic(out_dir / "index.html", html.page("ecgproto explanations", body))
 
 
-__all__ = ["explain_arrays", "explain_records", "prototype_provenance", "RecordPage"]
+__all__ = ["explain_arrays", "explain_records", "prototype_provenance", "require_prototypes", "RecordPage"]

@@ -36,6 +36,9 @@ def calibrate_checkpoint(checkpoint: str | Path, data_root: str | Path, out_dir:
     if not checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint {checkpoint} not found; give the .pt file written by `ecgproto train`")
     model, meta = load_checkpoint(checkpoint)
+    if model.kind == "blackbox":
+        raise ValueError(f"{checkpoint}: a black-box twin (model.kind: blackbox) has no prototypes, and the OOD score "
+                         "is built from prototype similarities; there is nothing to calibrate")
     val_folds = tuple(int(f) for f in meta["config"]["data"]["val_folds"])
     run_dir = out_dir / "ood_validation_scores"
     run_options = dataclasses.replace(options, save_similarities=True, input_kind="ptbxl", folds=val_folds,

@@ -9,6 +9,9 @@ highest probability, ';'-joined, highest first), per branch ``<branch>_top_proto
 (float32), ``ood_score`` (float32) and ``ood_flag`` (int8; null when the checkpoint has no
 OOD calibration or the record is bad). ``similarities.parquet`` holds ``record_id`` and
 ``sim__<index:04d>`` (float32) for every prototype.
+
+A model without prototypes (the black-box twin, ``model.kind: blackbox``) has no
+``<branch>_top_*`` columns; its ``ood_score`` is NaN and its ``ood_flag`` null for every record.
 """
 
 from __future__ import annotations
@@ -120,7 +123,10 @@ def build_rows(records: pd.DataFrame, status: list[str], message: list[str], pro
         columns[f"{b}_top_class"] = cls
         columns[f"{b}_top_similarity"] = _scatter(similarities[np.arange(n_ok), best], ok)
 
-    score = ood_scores(similarities, spec.proto_branch, spec.ood_calibration) if n_ok else np.zeros(0)
+    if n_ok and spec.proto_branch:
+        score = ood_scores(similarities, spec.proto_branch, spec.ood_calibration)
+    else:  # no good record, or a model without prototypes (the black-box twin): no score
+        score = np.full(n_ok, np.nan)
     columns["ood_score"] = _scatter(score.astype(np.float32), ok)
     flag_mask = ~ok if spec.ood_threshold is not None else np.ones(n, dtype=bool)
     flag = np.zeros(n, dtype=np.int8)

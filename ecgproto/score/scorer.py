@@ -95,7 +95,9 @@ def output_spec(model: torch.nn.Module, meta: dict, id_columns: tuple[str, ...],
         raise ValueError("model.prototype_table() indices are not 0..P-1; cannot map similarity columns")
     calib = meta.get("ood")
     threshold = None
-    if calib is None:
+    if model.kind == "blackbox":
+        notes.append("black-box twin: no prototypes, so no <branch>_top_* columns; ood_score and ood_flag are empty")
+    elif calib is None:
         notes.append("checkpoint has no OOD calibration (meta['ood']): ood_score is the uncalibrated "
                      "-mean branch max similarity and ood_flag is empty")
     else:
@@ -206,6 +208,9 @@ def score_model(model: torch.nn.Module, meta: dict, input_path: str | Path, out_
 def _score(model: torch.nn.Module, meta: dict, input_path: str | Path, out_dir: Path, options: ScoreOptions,
            model_id: str) -> ScoreSummary:
     model.eval()
+    if options.save_similarities and model.kind == "blackbox":
+        raise ValueError("--save-similarities: this checkpoint is a black-box twin (model.kind: blackbox) and has no "
+                         "prototype similarities; drop the option")
     prep = Preprocessing.from_meta(meta)
     records: RecordList = list_records(input_path, prep.fs, options.input_kind, options.id_column, options.folds)
     spec, notes = output_spec(model, meta, records.id_columns, options.top_k, options.ood_flag_rate)

@@ -17,7 +17,7 @@ from scipy.special import expit
 
 from ecgproto.data.labels import all_labels, group_labels
 from ecgproto.evaluate.metrics import macro_auroc
-from ecgproto.evaluate.thresholds import tune_thresholds
+from ecgproto.evaluate.thresholds import threshold_table
 from ecgproto.progress import progress
 from ecgproto.train.branch_io import eval_mode
 from ecgproto.train.checkpoint import plain_state_dict
@@ -212,7 +212,11 @@ def run_fusion(trainer: Trainer, budget: list[float]) -> bool:
     model.requires_grad_(False)
     model.eval()
     val_probs = fusion_probs(model, feats["val"])
-    s.fusion["thresholds"] = tune_thresholds(trainer.val_labels, val_probs).tolist()
+    rule = {"train_labels": trainer.train_labels, "min_positives": cfg.evaluate.threshold_min_positives,
+            "max_rate_ratio": cfg.evaluate.threshold_max_rate_ratio}
+    table = threshold_table(trainer.val_labels, val_probs, **rule)
+    s.fusion["thresholds"] = table["threshold"].tolist()
+    s.fusion["threshold_rules"] = table["rule"].tolist()
     s.fusion["val_macro_auroc"] = macro_auroc(trainer.val_labels, fusion_logits(model, feats["val"]))
     s.fusion["best_epoch"] = s.best_epoch
     return True

@@ -13,19 +13,20 @@ from ecgproto.cli import main
 from ecgproto.config import load_config
 from ecgproto.configuration import to_dict
 from ecgproto.data.labels import all_labels
-from ecgproto.model.network import ProtoECGNet
-from ecgproto.train.checkpoint import save_checkpoint
+from ecgproto.model import build_network
+from ecgproto.train.checkpoint import load_checkpoint, save_checkpoint
 from tests.evaluate.test_evaluation import _Collector
 
 TINY = [f"model.branches.{g}.base_width=4" for g in ("rhythm", "morphology", "global")] + [
     f"model.branches.{g}.prototypes_per_class=1" for g in ("rhythm", "morphology", "global")]
 
 
-def _tiny_checkpoint(path: Path, data_root: Path, cache_dir: Path) -> dict:
-    """Seeded, untrained tiny model whose prototypes claim sample records 1..5 as sources."""
-    cfg = load_config(None, TINY + [f"data.root={data_root}", f"data.cache_dir={cache_dir}"])
+def _tiny_checkpoint(path: Path, data_root: Path, cache_dir: Path, kind: str = "prototype") -> dict:
+    """Seeded, untrained tiny model whose prototypes claim sample records 1..5 as sources
+    (``kind="blackbox"``: its black-box twin, without prototypes, meta as `ecgproto train` writes it)."""
+    cfg = load_config(None, TINY + [f"data.root={data_root}", f"data.cache_dir={cache_dir}", f"model.kind={kind}"])
     torch.manual_seed(0)
-    model = ProtoECGNet(cfg.model, n_samples=1000, fs=100).eval()
+    model = build_network(cfg.model, n_samples=1000, fs=100).eval()
     prototypes = []
     for row in model.prototype_table().itertuples(index=False):
         branch = model.branches[row.branch]
@@ -35,16 +36,17 @@ def _tiny_checkpoint(path: Path, data_root: Path, cache_dir: Path) -> dict:
                            "window_end": we, "rf_start": rs, "rf_end": re_, "similarity": 0.9})
     meta = {"config": to_dict(cfg), "config_hash": cfg.hash, "sampling_rate": 100, "n_samples": 1000,
             "highpass": {"cutoff_hz": 0.5, "order": 1}, "labels": list(all_labels()),
-            "prototypes": prototypes, "thresholds": [0.5] * 71}
+            "prototypes": prototypes, "thresholds": [0.5] * 71, "model_kind": kind, "ood": None}
     save_checkpoint(path, model, meta)
     return meta
 
 
 @pytest.fixture(scope="module")
 def tiny_run(ptbxl_sample, tmp_path_factory):
-    """(checkpoint path, meta); both tests share the prepared cache of the sample."""
+    """(checkpoint path, meta); the tests share the prepared cache of the sample (and the twin beside it)."""
     root = tmp_path_factory.mktemp("tiny_run")
     meta = _tiny_checkpoint(root / "tiny.pt", ptbxl_sample, root / "cache")
+    _tiny_checkpoint(root / "twin.pt", ptbxl_sample, root / "cache", kind="blackbox")
     return root / "tiny.pt", meta
 
 
@@ -78,6 +80,52 @@ def test_evaluate_command_end_to_end(ptbxl_sample, tiny_run, tmp_path, capsys):
     parser.feed((out / "report.html").read_text())
     assert len(parser.imgs) >= 6 and all(s.startswith("data:image/png;base64,") for s in parser.imgs)
     assert parser.external == []
+
+
+def test_evaluate_twin_with_paired_comparison(ptbxl_sample, tiny_run, tmp_path, capsys):
+    ckpt, _ = tiny_run
+    twin, out = ckpt.with_name("twin.pt"), tmp_path / "report"
+    rc = main(["evaluate", str(twin), str(ptbxl_sample), "--out", str(out), "--compare", str(ckpt),
+               "--set", "evaluate.n_bootstrap=20", "--set", "evaluate.n_top_curves=1",
+               "--set", "evaluate.benchmark_sets=[superdiagnostic]"])
+    assert rc == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "A − B" in printed and "predicted labels per record" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["prototype_quality"] == {"model_kind": "blackbox", "note": "black-box twin: no prototypes"}
+    assert metrics["context"]["model"]["model_kind"] == "blackbox"
+    html = (out / "report.html").read_text()
+    assert "black-box twin: no prototypes" in html and "Prototype gallery" not in html
+    assert "Paired comparison" in html and "Decision thresholds" in html
+    # the comparison: same records, every default task, the evaluated model as A on the main resamples
+    table = pd.read_csv(out / "comparison.csv").set_index("task")
+    summary = pd.DataFrame(metrics["summary"]).set_index("task")
+    assert list(table.index) == list(summary.index)
+    for ours, theirs in (("a", "macro_auroc"), ("a_lo", "macro_auroc_lo"), ("a_hi", "macro_auroc_hi")):
+        assert table[ours].to_numpy() == pytest.approx(summary[theirs].to_numpy())
+    assert table["diff"].to_numpy() == pytest.approx((table["a"] - table["b"]).to_numpy())
+    assert metrics["comparison"]["b"] == {"checkpoint": str(ckpt), "model_kind": "prototype"}
+    other = pd.read_parquet(out / "compare_predictions.parquet")
+    assert list(other["ecg_id"]) == list(pd.read_parquet(out / "predictions.parquet")["ecg_id"])
+    # thresholds: rules per output and label, mean label counts
+    rules = pd.read_csv(out / "thresholds.csv")
+    assert set(rules["output"]) == {"fused", "rhythm", "morphology", "global"} and len(rules[rules["output"] == "fused"]) == 71
+    counts = metrics["labels_per_record"]
+    assert counts["predicted"] == pytest.approx(summary.loc["fused:all71", "mean_predicted_labels"])
+    assert counts["true"] == pytest.approx(summary.loc["fused:all71", "mean_true_labels"])
+    listed = pd.DataFrame(metrics["thresholds"]["labels_not_f1"])
+    assert len(listed) == int((rules["rule"] != "f1").sum()) and "f1" not in set(listed["rule"])
+    assert "threshold_rule" in pd.read_csv(out / "per_label.csv")
+
+
+def test_compare_refuses_a_checkpoint_with_other_preprocessing(ptbxl_sample, tiny_run, tmp_path, capsys):
+    ckpt, meta = tiny_run
+    other = tmp_path / "other.pt"
+    model, _ = load_checkpoint(ckpt)
+    save_checkpoint(other, model, {**meta, "highpass": {"cutoff_hz": 1.0, "order": 1}})
+    rc = main(["evaluate", str(ckpt), str(ptbxl_sample), "--out", str(tmp_path / "o"), "--compare", str(other),
+               "--set", "evaluate.n_bootstrap=0", "--set", "evaluate.gallery_size=0"])
+    assert rc == 1 and "--compare" in (err := capsys.readouterr().err) and "highpass" in err
 
 
 def test_prepared_cache_is_accepted_only_with_the_checkpoint_settings(ptbxl_sample, tiny_run, tmp_path):

@@ -1,5 +1,6 @@
 """Array-level evaluation: tasks, conventions, undefined labels, subgroups, and the report files."""
 
+import dataclasses
 import json
 from html.parser import HTMLParser
 
@@ -15,6 +16,7 @@ from ecgproto.evaluate.evaluation import Predictions, evaluate_predictions
 from ecgproto.evaluate.report import ReportContext, write_report
 from ecgproto.evaluate.subgroups import age_levels, subgroup_masks
 from ecgproto.evaluate.tasks import Task, record_mask, task_arrays
+from ecgproto.evaluate.thresholds import threshold_table
 
 CODES = all_labels()
 
@@ -73,6 +75,27 @@ def test_drop_unlabeled_convention_drops_records_without_task_labels():
     assert s.loc["rhythm:group:rhythm", "n_records"] == int(y_rhythm.any(1).sum())
     assert ev.settings["convention"] == "drop_unlabeled"
     assert "macro_auroc_lo" not in ev.summary  # no bootstrap requested
+
+
+def test_threshold_rules_and_label_counts_reach_the_tables(tmp_path):
+    pred = _predictions()
+    table = threshold_table(pred.labels, pred.probs["fused"])
+    table.insert(0, "output", "fused")
+    table.insert(1, "label", CODES)
+    pred = dataclasses.replace(pred, thresholds={"fused": table["threshold"].to_numpy()}, threshold_rules=table)
+    ev = evaluate_predictions(pred, EvaluateConfig(n_bootstrap=0), seed=0)
+    s = ev.summary.set_index("task").loc["fused:all71"]
+    predicted = pred.probs["fused"] >= table["threshold"].to_numpy()
+    assert s["mean_predicted_labels"] == pytest.approx(predicted.sum(1).mean())
+    assert s["mean_true_labels"] == pytest.approx(pred.labels.sum(1).mean())
+    rows = ev.per_label[ev.per_label["task"] == "fused:all71"]
+    assert list(rows["threshold_rule"]) == list(table["rule"])
+    assert ev.per_label.loc[ev.per_label["output"] == "rhythm", "threshold_rule"].isna().all()  # no rules given
+    write_report(ev, tmp_path, ReportContext())
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["labels_per_record"]["ratio"] == pytest.approx(s["mean_predicted_labels"] / s["mean_true_labels"])
+    assert {r["label"] for r in metrics["thresholds"]["labels_not_f1"]} == set(table.loc[table["rule"] != "f1", "label"])
+    assert (tmp_path / "thresholds.csv").is_file() and "Decision thresholds" in (tmp_path / "report.html").read_text()
 
 
 def test_aggregated_superdiagnostic_targets():

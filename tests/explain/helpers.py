@@ -9,7 +9,7 @@ import torch
 from ecgproto.config import load_config
 from ecgproto.configuration import to_dict
 from ecgproto.data.labels import all_labels
-from ecgproto.model.network import ProtoECGNet
+from ecgproto.model import build_network
 from ecgproto.train.checkpoint import save_checkpoint
 
 TINY = [f"model.branches.{g}.base_width=4" for g in ("rhythm", "morphology", "global")] + [
@@ -23,14 +23,15 @@ TINY = [f"model.branches.{g}.base_width=4" for g in ("rhythm", "morphology", "gl
 PREDICTED = ("NORM", "IMI", "SR", "LAO/LAE")  # LAO/LAE: a "/" in a label must not make a folder
 
 
-def tiny_checkpoint(path: Path, data_root: str, *extra: str) -> tuple[ProtoECGNet, dict]:
+def tiny_checkpoint(path: Path, data_root: str, *extra: str, kind: str = "prototype") -> tuple[torch.nn.Module, dict]:
     """Seeded tiny model + meta (prototype provenance on sample ecg_ids 1..5), saved to ``path``.
 
-    Thresholds predict exactly the labels in :data:`PREDICTED` for every record.
+    Thresholds predict exactly the labels in :data:`PREDICTED` for every record. ``kind="blackbox"``
+    gives the black-box twin (no prototypes; meta as `ecgproto train` writes it).
     """
-    cfg = load_config(None, TINY + [f"data.root={data_root}", *extra])
+    cfg = load_config(None, TINY + [f"data.root={data_root}", f"model.kind={kind}", *extra])
     torch.manual_seed(0)
-    model = ProtoECGNet(cfg.model, n_samples=1000, fs=100).eval()
+    model = build_network(cfg.model, n_samples=1000, fs=100).eval()
     prototypes = []
     for row in model.prototype_table().itertuples(index=False):
         branch = model.branches[row.branch]
@@ -45,6 +46,7 @@ def tiny_checkpoint(path: Path, data_root: str, *extra: str) -> tuple[ProtoECGNe
         "config": to_dict(cfg), "sampling_rate": 100, "n_samples": 1000,
         "highpass": {"cutoff_hz": 0.5, "order": 1}, "labels": list(all_labels()),
         "prototypes": prototypes, "thresholds": [0.0 if c in PREDICTED else 1.01 for c in all_labels()],
+        "model_kind": kind, "ood": None,
     }
     save_checkpoint(path, model, meta)
     return model, meta

@@ -88,6 +88,17 @@ def test_cli_explain(ptbxl_sample, cinc_sample, tmp_path, capsys):
         main(["explain", str(ckpt), "--out", str(tmp_path / "o")])  # no record given
 
 
+def test_cli_explain_refuses_black_box_twin(ptbxl_sample, tmp_path, capsys):
+    ckpt = tmp_path / "twin.pt"
+    model, meta = tiny_checkpoint(ckpt, str(ptbxl_sample), kind="blackbox")
+    assert main(["explain", str(ckpt), *_records(ptbxl_sample, 1), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "black-box twin" in err[0] and "twin.pt" in err[0]
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(ValueError, match="no prototypes"):
+        explain_arrays(model, meta, np.zeros((1, 12, 1000), np.float32))
+
+
 def test_prototype_gallery(ptbxl_sample, tmp_path, capsys):
     ckpt = tmp_path / "m.pt"
     _, meta = tiny_checkpoint(ckpt, str(ptbxl_sample))

@@ -14,26 +14,30 @@ from ecgproto.configuration import to_dict
 from ecgproto.data.labels import all_labels
 from ecgproto.data.preprocess import highpass
 from ecgproto.data.wfdb_io import read_record
-from ecgproto.model import ProtoECGNet
+from ecgproto.model import build_network
 from ecgproto.train.checkpoint import save_checkpoint
 
 FS = 100
 N_SAMPLES = 1000
 
 
-def tiny_checkpoint(path: Path, ood: dict | None = None, fs: int = FS, n_samples: int = N_SAMPLES) -> Path:
-    """A real checkpoint of an untrained width-4 ProtoECGNet with seeded random thresholds."""
+def tiny_checkpoint(path: Path, ood: dict | None = None, fs: int = FS, n_samples: int = N_SAMPLES,
+                    kind: str = "prototype") -> Path:
+    """A real checkpoint of an untrained width-4 ProtoECGNet (``kind="blackbox"``: its black-box twin,
+    meta as `ecgproto train` writes it) with seeded random thresholds."""
     overrides = [f"model.branches.{g}.base_width=4" for g in ("rhythm", "morphology", "global")]
     overrides += ["model.branches.rhythm.prototypes_per_class=1", "model.branches.morphology.prototypes_per_class=1",
-                  "model.branches.global.prototypes_per_class=2", f"data.sampling_rate={fs}"]
+                  "model.branches.global.prototypes_per_class=2", f"data.sampling_rate={fs}", f"model.kind={kind}"]
     cfg = load_config(None, overrides)
     torch.manual_seed(0)
-    model = ProtoECGNet(cfg.model, n_samples, fs).eval()
+    model = build_network(cfg.model, n_samples, fs).eval()
     model.set_standardization(torch.zeros(12), torch.full((12,), 0.3))
     rng = np.random.default_rng(0)
     meta = {"config": to_dict(cfg), "labels": list(all_labels()), "sampling_rate": fs, "n_samples": n_samples,
             "highpass": {"cutoff_hz": 0.5, "order": 1}, "standardization": None,
             "thresholds": rng.uniform(0.3, 0.7, 71).round(4).tolist()}
+    if kind == "blackbox":
+        meta.update(model_kind="blackbox", prototypes=[], ood=None)
     if ood is not None:
         meta["ood"] = ood
     return save_checkpoint(path, model, meta)

@@ -55,6 +55,8 @@ def test_outputs_and_stages(reference_run):
     model, meta = load_checkpoint(out / "model.pt")
     _assert_same(_weights(model), _weights(outcome.model))
     assert len(meta["thresholds"]) == 71 and len(meta["prototypes"]) == model.n_prototypes
+    assert len(meta["threshold_rules"]) == 71 and set(meta["threshold_rules"]) <= {"f1", "capped", "prevalence",
+                                                                                  "not_trained"}
     assert set(meta["cooccurrence"]) == {"rhythm", "morphology", "global"}
     assert meta["fusion_normalization"] is not None
     # OOD calibrated on the validation fold: the stored threshold flags ~ood_flag_rate of it
