@@ -14,12 +14,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ecgproto.data.labels import GROUPS, all_labels, group_labels
+from ecgproto.data.labels import all_labels, group_labels
 from ecgproto.model.backbones import Backbone
 from ecgproto.model.branch import AddOn, BranchOutput
 from ecgproto.model.config import BranchConfig, ModelConfig
 from ecgproto.model.fusion import FusionHead
-from ecgproto.model.network import ModelOutput, ProtoECGNet, StandardizedInput
+from ecgproto.model.network import ModelOutput, ProtoECGNet, StandardizedInput, seeded_branches
 
 
 class LinearBranch(nn.Module):
@@ -64,13 +64,7 @@ class BlackBoxECGNet(StandardizedInput):
         super().__init__(n_samples, fs)
         self.config = model_cfg
         self.labels: tuple[str, ...] = all_labels()
-        branch_seeds = torch.randint(0, 2**62, (len(GROUPS),)).tolist()
-        branches = {}
-        for g, seed in zip(GROUPS, branch_seeds):
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                branches[g] = LinearBranch(g, model_cfg.branches[g], group_labels(g))
-        self.branches = nn.ModuleDict(branches)
+        self.branches = seeded_branches(lambda g: LinearBranch(g, model_cfg.branches[g], group_labels(g)))
         feature_branch = torch.cat([torch.full((b.feature_dim,), i) for i, b in enumerate(self.branches.values())])
         fusion_cfg = type(model_cfg.fusion)(head="linear", mask="all", normalize=model_cfg.fusion.normalize)
         self.fusion = FusionHead(fusion_cfg, torch.zeros_like(feature_branch), feature_branch,

@@ -172,7 +172,7 @@ class BranchLoss(nn.Module):
     ``forward(out, targets, branch)``: the joint/warm-up objective is
     BCE + clustering + separation + diversity + contrastive (each weighted by ``LossConfig``,
     weight 0 = not computed), plus the off-class L1 of the last layer when the joint stage trains
-    it; ``stage="last_layer"``: BCE + off-class L1 of the last layer; ``stage="warmup"``: BCE only.
+    it (``with_last_layer_l1``); ``stage="last_layer"``: BCE + off-class L1 of the last layer; ``stage="warmup"``: BCE only.
     """
 
     def __init__(self, cfg: LossConfig, identity: torch.Tensor, cooccurrence: np.ndarray | torch.Tensor | None,
@@ -194,7 +194,7 @@ class BranchLoss(nn.Module):
         self.register_buffer("pos_weight", None if pos_weight is None else pos_weight.detach().float().clone())
 
     def forward(self, out: BranchOutput, targets: torch.Tensor, branch: PrototypeBranch,
-                stage: str = "joint") -> dict[str, torch.Tensor]:
+                stage: str = "joint", with_last_layer_l1: bool = False) -> dict[str, torch.Tensor]:
         """Branch output for targets (B, C_g) → {term: scalar tensor, ..., "total": weighted sum}."""
         logits, similarities = out.logits, out.similarities
         prototypes = branch.prototype_vectors
@@ -202,7 +202,7 @@ class BranchLoss(nn.Module):
         cfg = self.cfg
         terms: dict[str, torch.Tensor] = {"bce": bce_loss(logits, targets, self.pos_weight)}
         total = terms["bce"]
-        if stage == "last_layer" or (stage == "joint" and last_layer_weight.requires_grad):
+        if stage == "last_layer" or (stage == "joint" and with_last_layer_l1):
             if cfg.l1_last_layer > 0:
                 terms["l1_last_layer"] = last_layer_l1(last_layer_weight, self.identity)
                 total = total + cfg.l1_last_layer * terms["l1_last_layer"]

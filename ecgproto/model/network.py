@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -66,6 +67,19 @@ class StandardizedInput(nn.Module):
         return self.branches[group](self.standardize(x))
 
 
+def seeded_branches(make: Callable[[str], nn.Module]) -> nn.ModuleDict:
+    """``make(group)`` for rhythm, morphology, global, each under its own seed drawn once from the
+    global generator: a branch's initial weights do not depend on the other branches' sizes, and a
+    prototype model and its black-box twin built after the same seed start from the same backbones."""
+    branch_seeds = torch.randint(0, 2**62, (len(GROUPS),)).tolist()
+    branches = {}
+    for g, seed in zip(GROUPS, branch_seeds):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            branches[g] = make(g)
+    return nn.ModuleDict(branches)
+
+
 class ProtoECGNet(StandardizedInput):
     """Interpretable 12-lead ECG classifier over signals (B, 12, n_samples) in mV at ``fs`` Hz."""
 
@@ -75,15 +89,8 @@ class ProtoECGNet(StandardizedInput):
         super().__init__(n_samples, fs)
         self.config = model_cfg
         self.labels: tuple[str, ...] = all_labels()
-        # One draw from the global generator, then each branch is initialised from its own seed:
-        # a branch's initial weights do not depend on the other branches' sizes.
-        branch_seeds = torch.randint(0, 2**62, (len(GROUPS),)).tolist()
-        branches = {}
-        for g, seed in zip(GROUPS, branch_seeds):
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                branches[g] = PrototypeBranch(g, model_cfg.branches[g], group_labels(g), n_samples, fs)
-        self.branches = nn.ModuleDict(branches)
+        self.branches = seeded_branches(
+            lambda g: PrototypeBranch(g, model_cfg.branches[g], group_labels(g), n_samples, fs))
         position = {c: i for i, c in enumerate(self.labels)}
         proto_label, proto_branch = [], []
         for b, (g, branch) in enumerate(self.branches.items()):

@@ -59,6 +59,7 @@ class StageSetup:
     params: list[torch.nn.Parameter]
     train_modules: list[torch.nn.Module] = field(default_factory=list)
     head: WarmupHead | None = None
+    trains_last_layer: bool = False
 
     def train(self) -> None:
         """Train mode for this stage's modules only (everything else stays in eval)."""
@@ -102,7 +103,7 @@ def setup_stage(model: torch.nn.Module, group: str, name: str, head: WarmupHead 
         head = None
     for p in params:
         p.requires_grad_(True)
-    return StageSetup(name, group, params, train_modules, head)
+    return StageSetup(name, group, params, train_modules, head, last.weight.requires_grad)
 
 
 def stage_loss(
@@ -121,7 +122,8 @@ def stage_loss(
     if model.kind == "blackbox":  # the twin's own linear head: BCE only
         bce = bce_loss(out.logits, y, criterion.pos_weight)
         return bce, {"bce": float(bce.detach())}
-    terms = criterion(out, y, model.branches[setup.group], stage=setup.name)
+    terms = criterion(out, y, model.branches[setup.group], stage=setup.name,
+                      with_last_layer_l1=setup.name == "joint" and setup.trains_last_layer)
     total = terms.pop("total")
     return total, {k: float(v.detach()) for k, v in terms.items()}
 

@@ -163,3 +163,14 @@ def test_diversity_fast_path_equals_general_path():
     fast = diversity_loss(protos, identity, "class")  # class-major → batched Gram
     general = diversity_loss(protos[perm], identity[perm], "class")  # shuffled → masked full Gram
     assert fast.item() == pytest.approx(general.item(), rel=1e-5)
+
+
+def test_joint_loss_adds_the_last_layer_l1_only_when_it_trains_the_last_layer():
+    branch = _tiny_branch()
+    out = branch(torch.randn(4, 12, 1000))
+    targets = torch.tensor([[1.0, 0, 0], [0, 1, 0], [0, 0, 0], [0, 1, 1]])
+    loss = BranchLoss(LossConfig(l1_last_layer=0.1), branch.prototype_class_identity,
+                      jaccard_cooccurrence(targets.numpy()))
+    assert "l1_last_layer" not in loss(out, targets, branch)
+    with_l1 = loss(out, targets, branch, with_last_layer_l1=True)
+    assert with_l1["l1_last_layer"].item() == pytest.approx(6 * 2 * 0.5)
