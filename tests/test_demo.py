@@ -38,6 +38,8 @@ def test_demo_runs_every_step_and_reuses_them(tmp_path, monkeypatch, capsys):
     for page in ("evaluate/report.html", "phenotype/report.html", "explain/index.html", "train/train_summary.json"):
         assert (reports / page).is_file(), page
     assert (out / "prototypes" / "index.html").is_file()
+    comparison = json.loads((out / "evaluate" / "metrics.json").read_text())["comparison"]
+    assert comparison and (reports / "train_twin" / "train_summary.json").is_file()  # cost of interpretability
     assert not list(reports.rglob("*.png"))  # the committed subset holds self-contained pages only
     capsys.readouterr()
     assert main(_args(out, reports)) == 0  # second run reuses every completed step

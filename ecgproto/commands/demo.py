@@ -1,6 +1,6 @@
 """``ecgproto demo``: the whole pipeline on the embedded synthetic archive.
 
-synth → train → evaluate → score (PTB-XL- and MIMIC-shaped) → explain → prototypes →
+synth → train (ecgproto and its black-box twin) → evaluate (side by side with the twin) → score (PTB-XL- and MIMIC-shaped) → explain → prototypes →
 phenotype, each step run through its own sub-command so the demo exercises exactly
 what a user runs. A step whose output is complete (``.done`` marker) is reused on a
 re-run unless ``--force``; the user-facing reports are copied to ``--reports``.
@@ -56,13 +56,17 @@ def _explain_records(ptbxl_root: Path, n: int) -> list[str]:
 def _steps(args: argparse.Namespace, cfg_args: list[str]) -> list[Step]:
     out = Path(args.out)
     synth, train = out / "synth", out / "train"
-    ckpt = str(train / "model.pt")
+    ckpt, twin = str(train / "model.pt"), str(out / "train_twin" / "model.pt")
     ptbxl, mimic = synth / "ptbxl", synth / "mimic"
     return [
         Step("synthetic archive", "synth", lambda o: [*cfg_args, "--out", str(o), "--force"], "synth"),
         Step("training", "train", lambda o: [*cfg_args, "--data", str(ptbxl), "--out", str(o)], "train"),
-        Step("evaluation report", "evaluate",
-             lambda o: [*cfg_args, ckpt, str(ptbxl), "--split", "test", "--out", str(o)], "evaluate"),
+        Step("black-box twin (same backbones, linear heads)", "train",
+             lambda o: [*cfg_args, "--set", "model.kind=blackbox", "--data", str(ptbxl), "--out", str(o)],
+             "train_twin"),
+        Step("evaluation report (with the paired difference to the twin)", "evaluate",
+             lambda o: [*cfg_args, ckpt, str(ptbxl), "--split", "test", "--compare", twin, "--out", str(o)],
+             "evaluate"),
         Step("scoring (PTB-XL-shaped)", "score", lambda o: [*cfg_args, ckpt, str(ptbxl), "--out", str(o)], "score_ptbxl"),
         Step("scoring (MIMIC-IV-ECG-shaped)", "score",
              lambda o: [*cfg_args, ckpt, str(mimic), "--out", str(o), "--save-similarities"], "score_mimic"),
@@ -127,7 +131,7 @@ def _copy_reports(out: Path, dest: Path) -> None:
     limits = {".html": 4_500_000, ".json": 4_500_000, ".md": 4_500_000, ".csv": 1_000_000}
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy2(out / "demo_summary.json", dest / "demo_summary.json")
-    for sub in ("train", "evaluate", "phenotype", "explain"):
+    for sub in ("train", "train_twin", "evaluate", "phenotype", "explain"):
         src = out / sub
         if not src.is_dir():
             continue
