@@ -8,8 +8,10 @@ Each sub-command lives in ``ecgproto/commands/<name>.py`` and defines
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import importlib.util
+import pickle
 import sys
 from collections.abc import Sequence
 
@@ -77,7 +79,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(module.run(args) or 0)
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"ecgproto {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+    except pickle.UnpicklingError as exc:
+        print(f"ecgproto {args.command}: error: refused to load a file that holds more than plain tensors and data "
+              f"(possibly malicious, or not written by ecgproto): {_first_line(exc)}", file=sys.stderr)
+    except MemoryError:
+        print(f"ecgproto {args.command}: error: out of memory; use smaller batches/models or a larger machine",
+              file=sys.stderr)
+    except OSError as exc:  # disk full, permission denied, a folder where a file is expected, ...
+        print(f"ecgproto {args.command}: error: {_os_error_text(exc, args.command)}", file=sys.stderr)
+    return 1
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _os_error_text(exc: OSError, command: str) -> str:
+    """One line for an operating-system error, with what to do for the common ones."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    text = f"{exc.strerror or _first_line(exc)}{where}"
+    if exc.errno == errno.ENOSPC:
+        hint = " with --resume (the committed chunks are kept)" if command == "score" else ""
+        return f"{text}: the disk is full; free space and rerun{hint}"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{text}: not writable/readable by this user; choose another path"
+    return text
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Tests check both paths agree on real records.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -125,17 +126,25 @@ def _gain_field(text: str) -> tuple[float, int | None, str] | None:
     return float(gain.group(1)), int(gain.group(2)) if gain.group(2) is not None else None, gain.group(3) or "mV"
 
 
-def read_digital(folder: Path, header: FastHeader) -> np.ndarray:
-    """Digital samples (sig_len, n_sig) in the file's integer type (int16 or int32).
+def read_digital(folder: Path, header: FastHeader, n_frames: int | None = None) -> np.ndarray:
+    """Digital samples (min(sig_len, n_frames), n_sig) in the file's integer type (int16 or int32).
 
-    Raises FileNotFoundError when the signal file is missing and EOFError when it is truncated."""
+    Only the first ``n_frames`` frames are read (None = all ``sig_len``), so a long record costs
+    only what is kept. Raises FileNotFoundError when the signal file is missing and EOFError when
+    it is shorter than the header declares (checked from the file size, whatever is read)."""
     dtype = _DTYPES[header.fmt]
     n_sig = len(header.sig_name)
-    count = header.sig_len * n_sig
+    frames = header.sig_len if n_frames is None else max(0, min(header.sig_len, n_frames))
+    count = frames * n_sig
     with open(folder / header.file_name, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        held = max(0, size - header.byte_offset) // (dtype.itemsize * n_sig)
+        if held < header.sig_len:
+            raise EOFError(f"signal file {folder / header.file_name} holds {held} samples, "
+                           f"header declares {header.sig_len}; the file is truncated")
         fh.seek(header.byte_offset)
         data = np.fromfile(fh, dtype=dtype, count=count)
     if data.size < count:
         raise EOFError(f"signal file {folder / header.file_name} holds {data.size // n_sig} samples, "
                        f"header declares {header.sig_len}; the file is truncated")
-    return data.reshape(header.sig_len, n_sig).astype(dtype.newbyteorder("="), copy=False)
+    return data.reshape(frames, n_sig).astype(dtype.newbyteorder("="), copy=False)

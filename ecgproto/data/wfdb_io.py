@@ -8,8 +8,13 @@ in this order and the first failure wins:
 status                        rule
 ============================  ==================================================================
 ``missing_file``              the ``.hea`` file or a signal file named in it does not exist
-``unreadable_header``         wfdb cannot parse the header, it has no positive sampling rate,
-                              or two signals map to the same canonical lead
+``unreadable_header``         wfdb cannot parse the header, it is larger than ``MAX_HEADER_BYTES``
+                              (1 MiB) or lists more than ``MAX_SIGNALS`` (64) signals, two signals
+                              map to the same canonical lead, or a signal file it names lies
+                              outside the header's folder
+``bad_sampling_rate``         the record line has no sampling frequency (WFDB would silently assume
+                              250 Hz), it is not a finite number, or it lies outside
+                              ``FS_RANGE_HZ`` = [50, 10000] Hz
 ``missing_leads``             one of the 12 leads is absent (names matched case-insensitively,
                               ``AVR``/``avr``/``aVR`` are the same lead; extra signals are ignored)
 ``unreadable_signal``         the signal file cannot be decoded or holds fewer samples than the
@@ -26,12 +31,20 @@ status                        rule
                               ``FLAT_PTP_MV`` = 0.01 mV
 ``implausible_amplitude``     a lead deviates from its median by more than ``MAX_ABS_MV`` = 20 mV
                               for at least ``SUSTAIN_S`` = 0.1 s in total (a single spike passes)
+``implausible_scale``         the largest lead's typical beat amplitude (median peak-to-peak of its
+                              1-s windows) is outside ``SCALE_RANGE_MV`` = [0.35, 10] mV: the gain or
+                              units in the header are off (a factor of 10 moves any real ECG out)
 ``ok``                        ``signal`` holds (12, n_samples) float32 mV in :data:`LEADS` order
 ============================  ==================================================================
 
 Records at another rate are resampled with :func:`scipy.signal.resample_poly`
 (polyphase, rational ratio). The amplitude and flat-line checks run on the
 resampled, cropped signal — exactly what the model would see.
+
+Only the samples needed are read: ``n_samples`` at ``fs`` plus the resampling filter's
+reach (:func:`frames_needed`), so a record costs bounded memory and time whatever its
+length (checksums are verified only when the whole record is read, i.e. for records no
+longer than that; truncation is detected from the file size in any case).
 """
 
 from __future__ import annotations
@@ -50,12 +63,17 @@ from ecgproto.data.wfdb_fast import INVALID_SAMPLE, FastHeader, parse_header_tex
 LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 STATUSES: tuple[str, ...] = (
     "ok", "missing_file", "unreadable_header", "unreadable_signal", "missing_leads", "nan",
-    "flat_line", "wrong_length", "implausible_amplitude", "checksum_mismatch",
+    "flat_line", "wrong_length", "implausible_amplitude", "checksum_mismatch", "bad_sampling_rate",
+    "implausible_scale",
 )
 FLAT_PTP_MV = 0.01
 MAX_ABS_MV = 20.0
 SUSTAIN_S = 0.1
 LENGTH_TOLERANCE = 0.01
+FS_RANGE_HZ = (50.0, 10000.0)  # sampling frequencies accepted (Hz); outside: bad_sampling_rate
+SCALE_RANGE_MV = (0.35, 10.0)  # largest lead's typical beat amplitude (mV); outside: implausible_scale
+MAX_HEADER_BYTES = 1 << 20
+MAX_SIGNALS = 64
 _SIGNAL_SUFFIXES = (".hea", ".dat", ".mat")
 _CANONICAL = {name.lower(): name for name in LEADS}
 _UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3}
@@ -119,9 +137,14 @@ def _parse_header(stem: str) -> tuple[Header, HeaderInfo]:
     hea = stem + ".hea"
     try:
         with open(hea, "rb") as fh:
-            text = fh.read().decode("latin-1")
+            raw = fh.read(MAX_HEADER_BYTES + 1)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise _RecordProblem("missing_file", f"header file {hea} does not exist") from None
+    if len(raw) > MAX_HEADER_BYTES:
+        raise _RecordProblem("unreadable_header", f"header {hea} is larger than {MAX_HEADER_BYTES} bytes; "
+                                                  "not a WFDB header")
+    text = _decode(raw)
+    declared_fs = _declared_fs(text, hea)
     header: Header | None = parse_header_text(text)
     if header is None:
         try:
@@ -129,9 +152,13 @@ def _parse_header(stem: str) -> tuple[Header, HeaderInfo]:
         except Exception as exc:  # wfdb raises many types for malformed text
             raise _RecordProblem("unreadable_header", f"cannot parse header {hea} ({type(exc).__name__}: {exc})") from exc
     fs = header.fs
-    if fs is None or not np.isfinite(fs) or fs <= 0:
-        raise _RecordProblem("unreadable_header", f"header {hea} has no positive sampling frequency")
+    if fs is None or not np.isfinite(fs) or not math.isclose(float(fs), declared_fs):
+        raise _RecordProblem("bad_sampling_rate", f"header {hea}: sampling frequency {declared_fs:g} Hz on the record "
+                                                  f"line was parsed as {fs}; fix the record line")
     names = tuple(str(n) for n in (header.sig_name or ()))
+    if len(names) > MAX_SIGNALS:
+        raise _RecordProblem("unreadable_header", f"header {hea} lists {len(names)} signals; at most {MAX_SIGNALS} "
+                                                  "are supported")
     lead_index: dict[str, int] = {}
     for col, name in enumerate(names):
         lead = canonical_lead(name)
@@ -144,6 +171,41 @@ def _parse_header(stem: str) -> tuple[Header, HeaderInfo]:
     info = HeaderInfo(record=stem, fs=float(fs), sig_len=header.sig_len, sig_name=names,
                       lead_index=lead_index, comments=tuple(header.comments or ()))
     return header, info
+
+
+def _decode(raw: bytes) -> str:
+    """Header bytes as text: UTF-8 (``µV`` units, non-ASCII record names), else latin-1."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _declared_fs(text: str, hea: str) -> float:
+    """The sampling frequency (Hz) written on the record line; raises _RecordProblem("bad_sampling_rate").
+
+    WFDB readers silently assume 250 Hz when the field is absent or unparsable (``nan``, ``abc``);
+    a wrong rate changes every rhythm feature, so here it is an error."""
+    line = next((ln.split("#", 1)[0].split() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")),
+                [])
+    if len(line) < 2 or not line[1].isdigit():
+        raise _RecordProblem("unreadable_header", f"cannot parse header {hea}: no record line "
+                                                  "'<name> <n signals> <fs> <length>'")
+    if len(line) < 3:
+        raise _RecordProblem("bad_sampling_rate", f"header {hea} declares no sampling frequency on its record line "
+                                                  "(WFDB would assume 250 Hz); add it")
+    field_text = line[2].split("/", 1)[0].split("(", 1)[0]
+    try:
+        fs = float(field_text)
+    except ValueError:
+        raise _RecordProblem("bad_sampling_rate", f"header {hea}: sampling frequency {line[2]!r} is not a number") from None
+    lo, hi = FS_RANGE_HZ
+    if not math.isfinite(fs):
+        raise _RecordProblem("bad_sampling_rate", f"header {hea}: sampling frequency {line[2]!r} is not a finite number")
+    if not lo <= fs <= hi:
+        raise _RecordProblem("bad_sampling_rate", f"header {hea}: sampling frequency {line[2]} Hz is outside the "
+                                                  f"supported {lo:g}-{hi:g} Hz")
+    return fs
 
 
 def read_header_info(path: str | Path) -> HeaderInfo:
@@ -164,12 +226,28 @@ def _bad(stem: str, status: str, message: str, fs_in: float | None = None) -> Re
     return RecordResult(record=stem, signal=None, status=status, message=f"record {stem}: {message}", fs_in=fs_in)
 
 
+def _ratio(fs_in: float, fs_out: float) -> Fraction:
+    return Fraction(fs_out / fs_in).limit_denominator(1000)
+
+
 def resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
     """Polyphase resampling of ``x`` (..., T) from ``fs_in`` to ``fs_out`` Hz along the last axis."""
     if math.isclose(fs_in, fs_out):
         return x
-    ratio = Fraction(fs_out / fs_in).limit_denominator(1000)
+    ratio = _ratio(fs_in, fs_out)
     return resample_poly(x, ratio.numerator, ratio.denominator, axis=-1)
+
+
+def frames_needed(fs_in: float, fs_out: float, n_samples: int) -> int:
+    """Input samples at ``fs_in`` Hz that determine the first ``n_samples`` of :func:`resample`'s output.
+
+    The crop plus the reach of resample_poly's filter (half-length ``10 * max(up, down)`` at the
+    upsampled rate), so reading only these gives the same first ``n_samples`` as reading it all."""
+    if math.isclose(fs_in, fs_out):
+        return n_samples
+    ratio = _ratio(fs_in, fs_out)
+    up, down = ratio.numerator, ratio.denominator
+    return math.ceil(n_samples * down / up) + math.ceil(10 * max(up, down) / up) + 2
 
 
 def _unit_scale(unit: str | None) -> float:
@@ -206,47 +284,63 @@ def _checksum_error(digital: np.ndarray, header_checksum, names: tuple[str, ...]
     return None
 
 
-def _read_signal(stem: str, header: Header, info: HeaderInfo) -> np.ndarray:
-    """Signal (12, T) in mV (float64, NaN where invalid); raises _RecordProblem."""
+def _inside(folder: Path, names) -> None:
+    """Raise _RecordProblem when a signal file named in the header lies outside the header's folder."""
+    base = folder.resolve()
+    for name in names:
+        target = (folder / name).resolve()
+        if target != base and base not in target.parents:
+            raise _RecordProblem("unreadable_header", f"signal file {name!r} named in the header lies outside the "
+                                                      f"record's folder {folder}; refusing to read it")
+
+
+def _read_signal(stem: str, header: Header, info: HeaderInfo, n_frames: int) -> np.ndarray:
+    """First ``n_frames`` samples of the signal, (12, T) in mV (float64, NaN where invalid); raises _RecordProblem.
+
+    Checksums are compared only when the whole record is read (``n_frames >= sig_len``)."""
     cols = [info.lead_index[lead] for lead in LEADS]
     folder = Path(stem).parent
+    whole = not header.sig_len or n_frames >= header.sig_len
+    sampto = None if whole else n_frames
     if isinstance(header, FastHeader):
+        _inside(folder, [header.file_name])
         try:
-            digital = read_digital(folder, header)
+            digital = read_digital(folder, header, n_frames)
         except (FileNotFoundError, IsADirectoryError):
             raise _RecordProblem("missing_file",
                                  f"signal file {folder / header.file_name} named in the header does not exist") from None
         except (EOFError, OSError, ValueError) as exc:
             raise _RecordProblem("unreadable_signal", str(exc)) from exc
-        problem = _checksum_error(digital, header.checksum, info.sig_name)
+        problem = _checksum_error(digital, header.checksum, info.sig_name) if whole else None
         if problem:
             raise _RecordProblem("checksum_mismatch", problem)
         invalid = [INVALID_SAMPLE[header.fmt]] * len(info.sig_name)
         return _physical(digital, header.adc_gain, header.baseline, invalid, header.units, cols)
     if isinstance(header, wfdb.MultiRecord):
         try:
-            record = wfdb.rdrecord(stem, physical=True, m2s=True)
+            record = wfdb.rdrecord(stem, physical=True, m2s=True, sampto=sampto)
         except Exception as exc:
             raise _RecordProblem("unreadable_signal",
                                  f"cannot read the multi-segment signal ({type(exc).__name__}: {exc})") from exc
         scale = np.asarray([_unit_scale(u) for u in record.units])[:, None]
         return record.p_signal.T[cols].astype(np.float64) * scale[cols]
     files = sorted(set(header.file_name or ()))
+    _inside(folder, files)
     for name in files:
         if not (folder / name).is_file():
             raise _RecordProblem("missing_file", f"signal file {folder / name} named in the header does not exist")
     try:
-        record = wfdb.rdrecord(stem, physical=False)
+        record = wfdb.rdrecord(stem, physical=False, sampto=sampto)
     except Exception as exc:
         raise _RecordProblem("unreadable_signal", (f"cannot decode signal file(s) {', '.join(files)} "
                                                    f"({type(exc).__name__}: {exc}); the file may be truncated or corrupted")) from exc
     digital = record.d_signal
     if digital is None or digital.ndim != 2 or digital.shape[0] == 0:
         raise _RecordProblem("unreadable_signal", f"signal file(s) {', '.join(files)} hold no samples")
-    if header.sig_len and digital.shape[0] < header.sig_len:
+    if header.sig_len and digital.shape[0] < min(header.sig_len, n_frames):
         raise _RecordProblem("unreadable_signal", (f"signal file holds {digital.shape[0]} samples, "
                                                    f"header declares {header.sig_len}; the file is truncated"))
-    problem = _checksum_error(digital, header.checksum, info.sig_name)
+    problem = _checksum_error(digital, header.checksum, info.sig_name) if whole else None
     if problem:
         raise _RecordProblem("checksum_mismatch", problem)
     invalid = [INVALID_SAMPLE.get(str(f)) for f in record.fmt]
@@ -272,7 +366,7 @@ def read_record(path: str | Path, fs: int, n_samples: int) -> RecordResult:
         return _bad(stem, "missing_leads",
                     f"lead(s) {', '.join(info.missing_leads)} not in the header (signals: {present})", info.fs)
     try:
-        signal = _read_signal(stem, header, info)
+        signal = _read_signal(stem, header, info, frames_needed(info.fs, fs, n_samples))
     except _RecordProblem as exc:
         return _bad(stem, exc.status, exc.message, info.fs)
     except Exception as exc:
@@ -280,8 +374,20 @@ def read_record(path: str | Path, fs: int, n_samples: int) -> RecordResult:
     return validate_signal(stem, signal, info.fs, fs, n_samples)
 
 
+def beat_amplitude(x: np.ndarray, fs: int) -> np.ndarray:
+    """Typical beat amplitude per lead (12,) mV: median peak-to-peak of the 1-s windows of ``x`` (12, T) at ``fs`` Hz.
+
+    Robust to a burst of noise or a few ectopic beats; on 2,729 real PTB-XL records the largest
+    lead's value spans 0.77-7.6 mV, so a gain off by 10x leaves :data:`SCALE_RANGE_MV`."""
+    window = max(1, int(fs))
+    n_win = x.shape[-1] // window
+    if n_win == 0:
+        return np.ptp(x, axis=-1)
+    return np.median(np.ptp(x[:, : n_win * window].reshape(len(x), n_win, window), axis=-1), axis=-1)
+
+
 def validate_signal(stem: str, signal: np.ndarray, fs_in: float, fs: int, n_samples: int) -> RecordResult:
-    """Apply the nan / length / flat-line / amplitude rules to a (12, T) mV array at ``fs_in`` Hz."""
+    """Apply the nan / length / flat-line / amplitude / scale rules to a (12, T) mV array at ``fs_in`` Hz."""
     finite = np.isfinite(signal)
     if not finite.all():
         per_lead = (~finite).sum(axis=1)
@@ -312,4 +418,11 @@ def validate_signal(stem: str, signal: np.ndarray, fs_in: float, fs: int, n_samp
     if loud:
         return _bad(stem, "implausible_amplitude", (f"lead(s) {', '.join(loud)} exceed {MAX_ABS_MV:g} mV from their median "
                                                     f"for >= {SUSTAIN_S:g} s; check units/gain"), fs_in)
+    amplitude = beat_amplitude(x, fs)
+    top = int(np.argmax(amplitude))
+    lo, hi = SCALE_RANGE_MV
+    if not lo <= amplitude[top] <= hi:
+        return _bad(stem, "implausible_scale", (f"largest typical beat amplitude {amplitude[top]:.3g} mV (lead {LEADS[top]}, "
+                                                f"median peak-to-peak of 1-s windows) is outside the plausible {lo:g}-{hi:g} "
+                                                "mV; the header's gain (adu/mV) or units are probably wrong"), fs_in)
     return RecordResult(record=stem, signal=x.astype(np.float32), status="ok", message="", fs_in=fs_in)

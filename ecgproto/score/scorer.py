@@ -7,20 +7,26 @@ size; only probabilities and similarities come back to the main process, which w
 The archive is cut into chunks of ``chunk_size`` consecutive records; batches never straddle a
 chunk, so a chunk's outputs do not depend on the worker count, on ``--resume`` or on ``--shard``.
 Each finished chunk is committed atomically (see :mod:`ecgproto.score.store`).
+
+A scoring process that dies (killed by the out-of-memory killer, a crash in a native library)
+costs only its record: each batch that was in flight is re-scored record by record in a fresh
+single-worker process, a record whose process dies again gets the status ``worker_crashed``,
+the batch's other records are scored together again (the same forward pass as without the
+culprit) and the run goes on. With ``workers=0`` there is no process to lose but the main one.
 """
 
 from __future__ import annotations
 
 import collections
 import hashlib
-import json
 import multiprocessing
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Executor, Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,6 +37,7 @@ import torch
 from ecgproto.progress import progress
 from ecgproto.score.columns import OutputSpec, build_rows
 from ecgproto.score.ood import ood_threshold
+from ecgproto.atomic import write_json_atomic
 from ecgproto.score.worker import BatchScorer, Preprocessing, ScoredBatch, score_in_worker, worker_init
 from ecgproto.score.sources import RecordList, list_records, shard_chunks
 from ecgproto.score.store import SCORES_PARQUET, ChunkStore
@@ -38,6 +45,7 @@ from ecgproto.score.store import SCORES_PARQUET, ChunkStore
 SUMMARY_NAME = "summary.json"
 # Test hook: SIGKILL this process right after it has committed this many chunks.
 KILL_AFTER_ENV = "ECGPROTO_SCORE_KILL_AFTER_CHUNKS"
+WORKER_CRASHED = "worker_crashed"  # status of a record whose scoring process died twice while on it
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,21 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def files_digest(paths) -> str:
+    """sha256 of the size and modification time of each record's ``.hea``/``.dat``/``.mat`` file:
+    tells ``--resume`` that a committed chunk's records were rewritten at the same paths."""
+    digest = hashlib.sha256()
+    for path in paths:
+        for ext in (".hea", ".dat", ".mat"):
+            try:
+                st = os.stat(f"{path}{ext}")
+                digest.update(f"{st.st_size}:{st.st_mtime_ns};".encode())
+            except OSError:
+                digest.update(b"-;")
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
 def _tasks(chunks: list[int], n_records: int, chunk_size: int, batch_size: int) -> Iterator[tuple[int, int, int, bool]]:
     """(chunk, start, stop, last task of its chunk) in output order."""
     for chunk in chunks:
@@ -157,19 +180,122 @@ def _executor(workers: int, scorer: BatchScorer, threads: int) -> tuple[Executor
     return pool, score_in_worker
 
 
-def _score_ahead(executor: Executor, task_fn: Callable[[list[str]], ScoredBatch],
-                 tasks: Iterator[tuple[int, int, int, bool]], paths: np.ndarray,
+class _Pool:
+    """The scoring processes, restarted when one dies, and crash isolation of a batch.
+
+    Each submission is tagged with the pool's generation, so a failure seen late (after the
+    pool was already replaced) never restarts the healthy successor."""
+
+    def __init__(self, workers: int, scorer: BatchScorer, threads: int) -> None:
+        self.workers, self.scorer, self.threads = workers, scorer, threads
+        self.executor, self.task_fn = _executor(workers, scorer, threads)
+        self.generation = 0
+        self.restarts = 0
+        self.crashed: list[str] = []  # records that got WORKER_CRASHED, in order
+
+    def submit(self, paths: list[str]) -> tuple[int, Future]:
+        """(generation, future); a pool found broken gives a future holding BrokenProcessPool."""
+        try:
+            return self.generation, self.executor.submit(self.task_fn, paths)
+        except BrokenProcessPool as exc:
+            failed: Future = Future()
+            failed.set_exception(exc)
+            return self.generation, failed
+
+    def restart(self, generation: int) -> None:
+        """Replace the pool of ``generation`` with fresh processes (no-op if already replaced)."""
+        if generation != self.generation:
+            return
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        self.executor, self.task_fn = _executor(self.workers, self.scorer, self.threads)
+        self.generation += 1
+        self.restarts += 1
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+    def isolate(self, paths: list[str]) -> ScoredBatch:
+        """Score a batch whose process died: each record alone in a fresh single-worker process
+        (those whose process dies again get WORKER_CRASHED), then the survivors together."""
+        alone: list[ScoredBatch | None] = []
+        single: Executor | None = None
+        try:
+            for path in paths:
+                single = single or _executor(1, self.scorer, self.threads)[0]
+                try:
+                    alone.append(single.submit(self.task_fn, [path]).result())
+                except BrokenProcessPool:
+                    alone.append(None)
+                    self.crashed.append(path)
+                    single.shutdown(wait=True)
+                    single = None
+        finally:
+            if single is not None:
+                single.shutdown(wait=True)
+        survivors = [p for p, r in zip(paths, alone) if r is not None]
+        together = None
+        for _ in range(3 if survivors else 0):  # the same batch as without the culprit: the same forward pass
+            generation, future = self.submit(survivors)
+            try:
+                together = future.result()
+                break
+            except BrokenProcessPool:  # another lost batch broke the pool meanwhile
+                self.restart(generation)
+        if together is None:  # not reproducible alone (e.g. the memory of several records at once)
+            together = _concat([r for r in alone if r is not None], self.scorer)
+        status, message = iter(together.status), iter(together.message)
+        out_status, out_message = [], []
+        for path, r in zip(paths, alone):
+            if r is None:
+                out_status.append(WORKER_CRASHED)
+                out_message.append(f"record {path}: the scoring process died while reading or scoring it, again when "
+                                   "retried alone in a fresh process (killed, e.g. by the out-of-memory killer, or "
+                                   "crashed); the other records were scored")
+            else:
+                out_status.append(next(status))
+                out_message.append(next(message))
+        return ScoredBatch(out_status, out_message, together.probs, together.sims)
+
+
+def _concat(batches: list[ScoredBatch], scorer: BatchScorer) -> ScoredBatch:
+    """One ScoredBatch from several, in order."""
+    probs = [b.probs for b in batches] or [np.zeros((0, scorer.n_labels), np.float32)]
+    sims = [b.sims for b in batches] or [np.zeros((0, scorer.n_prototypes), np.float32)]
+    return ScoredBatch([s for b in batches for s in b.status], [m for b in batches for m in b.message],
+                       np.concatenate(probs), np.concatenate(sims))
+
+
+def _score_ahead(pool: _Pool, tasks: Iterator[tuple[int, int, int, bool]], paths: np.ndarray,
                  depth: int) -> Iterator[tuple[int, int, int, bool, ScoredBatch]]:
-    """Scored batches in task order with at most ``depth`` batches submitted but not yet consumed."""
-    queue: collections.deque = collections.deque()
+    """Scored batches in task order with at most ``depth`` batches submitted but not yet consumed.
+
+    A batch whose process died is isolated (:meth:`_Pool.isolate`) after the pool is restarted
+    and the other lost batches are resubmitted to the fresh processes."""
+    queue: collections.deque = collections.deque()  # (task, pool generation, future)
+
+    def batch_paths(task: tuple[int, int, int, bool]) -> list[str]:
+        return list(paths[task[1]:task[2]])
+
+    def failed(future: Future) -> bool:
+        return future.done() and (future.cancelled() or future.exception() is not None)
+
+    def take() -> tuple[int, int, int, bool, ScoredBatch]:
+        task, generation, future = queue.popleft()
+        try:
+            return (*task, future.result())
+        except (BrokenProcessPool, CancelledError):
+            pool.restart(generation)
+            for i, (other, _, other_future) in enumerate(queue):
+                if failed(other_future):  # lost with the broken pool: submit again to the fresh one
+                    queue[i] = (other, *pool.submit(batch_paths(other)))
+            return (*task, pool.isolate(batch_paths(task)))
+
     for task in tasks:
-        queue.append((task, executor.submit(task_fn, list(paths[task[1]:task[2]]))))
+        queue.append((task, *pool.submit(batch_paths(task))))
         if len(queue) >= depth:
-            task0, fut = queue.popleft()
-            yield (*task0, fut.result())
+            yield take()
     while queue:
-        task0, fut = queue.popleft()
-        yield (*task0, fut.result())
+        yield take()
 
 
 def score_archive(checkpoint: str | Path, input_path: str | Path, out_dir: str | Path,
@@ -188,6 +314,19 @@ def score_archive(checkpoint: str | Path, input_path: str | Path, out_dir: str |
     return score_model(model, meta, input_path, out_dir, options, model_id=file_sha256(checkpoint))
 
 
+def check_options(options: ScoreOptions) -> None:
+    """Raise ValueError for option values that cannot work (negative, or absurdly many processes/threads)."""
+    if options.batch_size < 1 or options.chunk_size < 1:
+        raise ValueError(f"batch size and chunk size must be >= 1 (got {options.batch_size}, {options.chunk_size})")
+    cap = max(8, 4 * (os.cpu_count() or 1))
+    if not 0 <= options.workers <= cap:
+        raise ValueError(f"--workers must be between 0 and {cap} (the larger of 8 and 4 x CPU cores), got "
+                         f"{options.workers}")
+    if not 0 <= options.threads <= cap:
+        raise ValueError(f"--threads must be between 0 (automatic) and {cap} (the larger of 8 and 4 x CPU cores), "
+                         f"got {options.threads}")
+
+
 def score_model(model: torch.nn.Module, meta: dict, input_path: str | Path, out_dir: str | Path,
                 options: ScoreOptions = ScoreOptions(), model_id: str = "") -> ScoreSummary:
     """:func:`score_archive` for an already loaded model and its checkpoint ``meta``.
@@ -195,8 +334,9 @@ def score_model(model: torch.nn.Module, meta: dict, input_path: str | Path, out_
     ``model_id`` identifies the model for ``--resume`` (the checkpoint's sha256).
     """
     out_dir = Path(out_dir)
-    if options.batch_size < 1 or options.chunk_size < 1:
-        raise ValueError(f"batch size and chunk size must be >= 1 (got {options.batch_size}, {options.chunk_size})")
+    check_options(options)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} is an existing file, not a folder; give a folder path")
     threads_before = torch.get_num_threads()
     torch.set_num_threads(scoring_threads(options))  # the main process scores only with workers=0
     try:
@@ -223,20 +363,37 @@ def _score(model: torch.nn.Module, meta: dict, input_path: str | Path, out_dir: 
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     store = ChunkStore(out_dir, fingerprint, chunks, options.resume, options.save_similarities)
+    try:
+        return _run(store, model, prep, records, spec, notes, chunks, options, out_dir)
+    finally:
+        store.close()
+
+
+def _run(store: ChunkStore, model: torch.nn.Module, prep: Preprocessing, records: RecordList, spec: OutputSpec,
+         notes: list[str], chunks: list[int], options: ScoreOptions, out_dir: Path) -> ScoreSummary:
+    paths = records.frame["path"].to_numpy(dtype=object)
+
+    def chunk_paths(chunk: int) -> np.ndarray:
+        return paths[chunk * options.chunk_size: (chunk + 1) * options.chunk_size]
+
+    if not store.finished:
+        changed = [c for c in sorted(store.done) if c in store.content and store.content[c] != files_digest(chunk_paths(c))]
+        if changed:
+            store.forget(changed)
+            notes.append(f"--resume: the record files of {len(changed)} committed chunk(s) changed since they were "
+                         f"scored (first: chunk {changed[0]}); they were scored again")
     resumed = len(store.done)
     pending = store.pending
     n_todo = sum(min((c + 1) * options.chunk_size, len(records)) - c * options.chunk_size for c in pending)
     kill_after = int(os.environ.get(KILL_AFTER_ENV, "0") or 0)
 
     start = time.perf_counter()
-    paths = records.frame["path"].to_numpy(dtype=object)
     scorer = BatchScorer(model, prep, len(spec.labels), len(spec.proto_branch))
-    executor, task_fn = _executor(options.workers, scorer, scoring_threads(options))
+    pool = _Pool(options.workers, scorer, scoring_threads(options))
     try:
         parts: list[tuple[list[str], list[str], np.ndarray, np.ndarray]] = []
         committed = 0
-        bar = progress(_score_ahead(executor, task_fn,
-                                    _tasks(pending, len(records), options.chunk_size, options.batch_size),
+        bar = progress(_score_ahead(pool, _tasks(pending, len(records), options.chunk_size, options.batch_size),
                                     paths, depth=max(2, 2 * options.workers + 2)),
                        desc="scoring", total=-(-n_todo // options.batch_size), unit="batch")
         for chunk, _, _, last, batch in bar:
@@ -249,13 +406,18 @@ def _score(model: torch.nn.Module, meta: dict, input_path: str | Path, out_dir: 
             message = [m for _, msg, _, _ in parts for m in msg]
             scores, sim_table = build_rows(frame, status, message, np.concatenate([p[2] for p in parts]),
                                            np.concatenate([p[3] for p in parts]), spec, options.save_similarities)
-            store.commit(chunk, scores, sim_table)
+            store.commit(chunk, scores, sim_table, files_digest(chunk_paths(chunk)))
             parts = []
             committed += 1
             if kill_after and committed >= kill_after:
                 os.kill(os.getpid(), signal.SIGKILL)
     finally:
-        executor.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown()
+    if pool.crashed:
+        notes.append(f"{pool.restarts} scoring process(es) died; {len(pool.crashed)} record(s) that killed their "
+                     f"process again when retried alone got status {WORKER_CRASHED} (first: {pool.crashed[0]})")
+    elif pool.restarts:
+        notes.append(f"{pool.restarts} scoring process(es) died; every record of the lost batches was re-scored")
     outputs = store.finalize(spec.schema(), spec.similarity_schema())
     elapsed = time.perf_counter() - start
 
@@ -268,7 +430,5 @@ def _score(model: torch.nn.Module, meta: dict, input_path: str | Path, out_dir: 
                            chunks_resumed=resumed, records_this_session=n_todo, elapsed_s=round(elapsed, 3),
                            records_per_s=round(n_todo / elapsed, 2) if elapsed > 0 else 0.0,
                            outputs=[str(p) for p in outputs], notes=notes)
-    tmp = out_dir / (SUMMARY_NAME + ".tmp")
-    tmp.write_text(json.dumps(summary.to_dict(), indent=1))
-    os.replace(tmp, out_dir / SUMMARY_NAME)
+    write_json_atomic(out_dir / SUMMARY_NAME, summary.to_dict(), indent=1)
     return summary

@@ -109,6 +109,15 @@ def list_records(input_path: str | Path, sampling_rate: int, kind: str | None = 
         first = records.frame.loc[duplicated, "record_id"].iloc[0]
         warnings.warn(f"{path}: {int(duplicated.sum())} duplicated record_id(s) (first: {first!r}); "
                       "each input row is still scored once", stacklevel=2)
+    if "subject_id" in records.id_columns:
+        subjects = records.frame.groupby("study_id")["subject_id"].nunique()
+        conflicting = subjects[subjects > 1]
+        if len(conflicting):
+            study = int(conflicting.index[0])
+            who = sorted(records.frame.loc[records.frame["study_id"] == study, "subject_id"].unique().tolist())
+            warnings.warn(f"{path}: {len(conflicting)} study_id(s) listed under more than one subject_id (first: "
+                          f"study {study} under subjects {who}); rows are scored as listed, but per-patient "
+                          "analyses of them are wrong: fix record_list.csv", stacklevel=2)
     return records
 
 

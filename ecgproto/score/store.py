@@ -5,34 +5,83 @@ Layout of ``OUT/`` while a run is in progress::
     scoring_manifest.json   run fingerprint + the chunks of this shard + those committed
     parts/scores-<chunk>.parquet, parts/scores-<chunk>.csv   (and similarities-<chunk>.parquet)
 
-A chunk is committed by writing its part files (each to a temp file, then
-``os.replace``) and then rewriting the manifest the same way; a chunk counts as done
-only once the manifest says so, so a kill at any moment loses at most the chunk in
-progress and never leaves half a row. ``finalize`` concatenates the parts in chunk
+A chunk is committed by writing its part files (each to a temp file, fsynced, then
+``os.replace`` and an fsync of the folder) and then rewriting the manifest the same way; a
+chunk counts as done only once the manifest says so, so a kill or a power loss at any moment
+loses at most the chunk in progress and never leaves half a row. A write that fails (disk
+full) removes its temp file. ``OUT/.scoring.lock`` holds a POSIX lock (``lockf``) while a
+run is open, so a second run on the same folder is refused; the kernel drops the lock when
+the process dies, so a killed run never leaves a stale lock. ``finalize`` concatenates the parts in chunk
 order into ``scores.parquet`` (one row group per chunk), ``scores.csv`` and
 ``similarities.parquet``, then removes ``parts/``.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import io
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from ecgproto.atomic import write_json_atomic
+from ecgproto.atomic import write_atomic
 from ecgproto.progress import progress
 
 MANIFEST_NAME = "scoring_manifest.json"
 SCORES_PARQUET = "scores.parquet"
 SCORES_CSV = "scores.csv"
 SIMILARITIES_PARQUET = "similarities.parquet"
+LOCK_NAME = ".scoring.lock"
+
+
+def _fsync_path(path: Path, flags: int = os.O_RDONLY) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_durable(path: Path, write: Callable[[Path], Any]) -> Path:
+    """:func:`ecgproto.atomic.write_atomic` plus fsync of the file before the rename and of its
+    folder after, so a committed file survives a power loss; the temp file is removed on failure."""
+    def synced(tmp: Path) -> None:
+        write(tmp)
+        _fsync_path(tmp)
+
+    write_atomic(path, synced)
+    _fsync_path(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    return path
+
+
+def lock_folder(out_dir: Path) -> int:
+    """Take the exclusive lock of ``out_dir`` (``.scoring.lock``); returns the descriptor to close.
+
+    Raises ValueError naming the holder's pid when another run holds it. The lock is a POSIX
+    record lock: forked scoring workers do not inherit it, and it vanishes with its process."""
+    path = out_dir / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        if exc.errno not in (errno.EACCES, errno.EAGAIN):
+            raise
+        raise ValueError(f"{out_dir} is in use by another scoring run (pid {holder}, lock {path}); wait for it to "
+                         "finish, or choose another --out") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 def _csv_bytes(table: pa.Table, header: bool) -> bytes:
@@ -64,7 +113,22 @@ class ChunkStore:
         self.chunks = list(chunks)
         self.with_similarities = with_similarities
         self.done: set[int] = set()
+        self.content: dict[int, str] = {}  # chunk -> digest of its record files when committed
         self.finished = False
+        self._lock: int | None = lock_folder(self.out_dir)
+        try:
+            self._open(resume)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the folder lock (idempotent)."""
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def _open(self, resume: bool) -> None:
         if self.manifest_path.exists():
             if not resume:
                 raise ValueError(f"{self.out_dir} already holds a scoring run ({MANIFEST_NAME}); pass --resume to "
@@ -86,11 +150,13 @@ class ChunkStore:
                              f"({details}); rerun with the same checkpoint, input and options, or another --out")
         self.finished = bool(saved.get("finished", False))
         self.done = {c for c in saved.get("done", []) if self._parts_exist(c)} if not self.finished else set(self.chunks)
+        self.content = {int(c): d for c, d in saved.get("content", {}).items() if int(c) in self.done}
 
     def _save(self) -> None:
-        write_json_atomic(self.manifest_path, {"fingerprint": self.fingerprint, "chunks": self.chunks,
-                                                "done": sorted(self.done), "finished": self.finished},
-                          indent=1, sort_keys=True)
+        text = json.dumps({"fingerprint": self.fingerprint, "chunks": self.chunks, "done": sorted(self.done),
+                           "content": {str(c): d for c, d in sorted(self.content.items())},
+                           "finished": self.finished}, indent=1, sort_keys=True)
+        write_durable(self.manifest_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
     def _part(self, kind: str, chunk: int, ext: str) -> Path:
         return self.parts / f"{kind}-{chunk:07d}.{ext}"
@@ -106,8 +172,16 @@ class ChunkStore:
         """Chunks of this shard not yet committed, in order."""
         return [c for c in self.chunks if c not in self.done]
 
-    def commit(self, chunk: int, scores: pa.Table, similarities: pa.Table | None) -> None:
-        """Atomically store one finished chunk and record it in the manifest."""
+    def forget(self, chunks: list[int]) -> None:
+        """Mark committed chunks as pending again (their records changed since)."""
+        for chunk in chunks:
+            self.done.discard(chunk)
+            self.content.pop(chunk, None)
+        self._save()
+
+    def commit(self, chunk: int, scores: pa.Table, similarities: pa.Table | None, content: str | None = None) -> None:
+        """Atomically store one finished chunk and record it (and the digest ``content`` of its record
+        files) in the manifest."""
         outputs: list[tuple[Path, object]] = [(self._part("scores", chunk, "parquet"), scores),
                                               (self._part("scores", chunk, "csv"), _csv_bytes(scores, header=False))]
         if self.with_similarities:
@@ -115,13 +189,13 @@ class ChunkStore:
                 raise ValueError("similarities requested but not given")
             outputs.append((self._part("similarities", chunk, "parquet"), similarities))
         for path, payload in outputs:
-            tmp = path.with_name(path.name + ".tmp")
             if isinstance(payload, bytes):
-                tmp.write_bytes(payload)
+                write_durable(path, lambda tmp, data=payload: tmp.write_bytes(data))
             else:
-                pq.write_table(payload, tmp)
-            os.replace(tmp, path)
+                write_durable(path, lambda tmp, table=payload: pq.write_table(table, tmp))
         self.done.add(chunk)
+        if content is not None:
+            self.content[chunk] = content
         self._save()
 
     def finalize(self, schema: pa.Schema, similarity_schema: pa.Schema) -> list[Path]:
@@ -134,25 +208,26 @@ class ChunkStore:
         self._concat_parquet("scores", schema, self.out_dir / SCORES_PARQUET)
         if self.with_similarities:
             self._concat_parquet("similarities", similarity_schema, self.out_dir / SIMILARITIES_PARQUET)
-        target = self.out_dir / SCORES_CSV
-        tmp = target.with_name(target.name + ".tmp")
-        with tmp.open("wb") as out:
-            out.write(_csv_bytes(schema.empty_table(), header=True))
-            for chunk in self.chunks:
-                with self._part("scores", chunk, "csv").open("rb") as part:
-                    shutil.copyfileobj(part, out)
-        os.replace(tmp, target)
+        def write_csv(tmp: Path) -> None:
+            with tmp.open("wb") as out:
+                out.write(_csv_bytes(schema.empty_table(), header=True))
+                for chunk in self.chunks:
+                    with self._part("scores", chunk, "csv").open("rb") as part:
+                        shutil.copyfileobj(part, out)
+
+        write_durable(self.out_dir / SCORES_CSV, write_csv)
         self.finished = True
         self._save()
         shutil.rmtree(self.parts, ignore_errors=True)
         return self._final_paths()
 
     def _concat_parquet(self, kind: str, schema: pa.Schema, target: Path) -> None:
-        tmp = target.with_name(target.name + ".tmp")
-        with pq.ParquetWriter(tmp, schema) as writer:
-            for chunk in progress(self.chunks, desc=f"writing {target.name}", unit="chunk"):
-                writer.write_table(pq.read_table(self._part(kind, chunk, "parquet"), schema=schema))
-        os.replace(tmp, target)
+        def write(tmp: Path) -> None:
+            with pq.ParquetWriter(tmp, schema) as writer:
+                for chunk in progress(self.chunks, desc=f"writing {target.name}", unit="chunk"):
+                    writer.write_table(pq.read_table(self._part(kind, chunk, "parquet"), schema=schema))
+
+        write_durable(target, write)
 
     def _final_paths(self) -> list[Path]:
         names = [SCORES_PARQUET, SCORES_CSV] + ([SIMILARITIES_PARQUET] if self.with_similarities else [])

@@ -63,7 +63,7 @@ def read_batch(paths: list[str], prep: Preprocessing) -> ReadBatch:
             result = read_record(path, prep.fs, prep.n_samples)
             st, msg, sig = result.status, result.message, result.signal
         except Exception as exc:  # a reader bug must not stop an archive run
-            st, msg, sig = READ_ERROR, f"{type(exc).__name__}: {exc}", None
+            st, msg, sig = READ_ERROR, f"record {path}: the reader failed ({type(exc).__name__}: {exc})", None
         if st == "ok" and sig is not None:
             good.append(sig)
         status.append(st)

@@ -3,7 +3,9 @@
 A checkpoint file holds ``{"format", "format_version", "state_dict", "meta"}``;
 ``meta`` is plain data only (dict/list/str/int/float/bool/None), so the file loads
 with ``torch.load(weights_only=True)`` and no pickled class is ever executed.
-``load_checkpoint`` rebuilds the model from the config stored in ``meta``.
+``load_checkpoint`` rebuilds the model from the config stored in ``meta`` and checks that
+``meta`` is consistent with it (:func:`check_meta`), so a damaged or hand-edited checkpoint is
+refused with one message instead of giving silently wrong outputs later.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from ecgproto.data.wfdb_io import FS_RANGE_HZ
 
 FORMAT = "ecgproto-checkpoint"
 FORMAT_VERSION = 1
@@ -107,15 +111,82 @@ def build_model(meta: Mapping[str, Any]) -> torch.nn.Module:
     return build_network(cfg.model, n_samples=int(meta["n_samples"]), fs=int(meta["sampling_rate"]))
 
 
+MAX_DURATION_S = 600  # longest record a checkpoint may expect (n_samples / sampling_rate)
+
+
+def _finite_list(value: Any, n: int | None) -> bool:
+    if not isinstance(value, (list, tuple)) or (n is not None and len(value) != n):
+        return False
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+
+
+def check_meta(meta: Any, path: str | Path) -> None:
+    """Raise ValueError unless ``meta`` can rebuild a model and its values are usable (before building it)."""
+    if not isinstance(meta, Mapping):
+        raise ValueError(f"{path}: checkpoint meta is {type(meta).__name__}, not a mapping")
+    missing = [k for k in REQUIRED_META if k not in meta]
+    if missing:
+        raise ValueError(f"{path}: checkpoint meta lacks {missing}; cannot rebuild the model from it")
+    fs, n = meta["sampling_rate"], meta["n_samples"]
+    lo, hi = FS_RANGE_HZ
+    if isinstance(fs, bool) or not isinstance(fs, int) or not lo <= fs <= hi:
+        raise ValueError(f"{path}: checkpoint sampling_rate {fs!r} is not an integer in {lo:g}-{hi:g} Hz; "
+                         "the checkpoint is damaged")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_DURATION_S * fs:
+        raise ValueError(f"{path}: checkpoint n_samples {n!r} is not an integer in 1-{MAX_DURATION_S * fs} "
+                         f"(at most {MAX_DURATION_S} s at {fs} Hz); the checkpoint is damaged")
+    hp = meta.get("highpass") or {}
+    cutoff, order = hp.get("cutoff_hz", 0.5), hp.get("order", 1)
+    if not (isinstance(cutoff, (int, float)) and 0 <= cutoff < fs / 2) or not (isinstance(order, int) and 1 <= order <= 8):
+        raise ValueError(f"{path}: checkpoint high-pass {hp!r} needs 0 <= cutoff_hz < {fs / 2:g} and order 1-8")
+
+
+def check_consistency(model: torch.nn.Module, meta: Mapping[str, Any], path: str | Path) -> None:
+    """Raise ValueError when ``meta`` does not fit the rebuilt ``model`` (labels vs head, thresholds, OOD)."""
+    head = list(model.labels)
+    labels = meta.get("labels")
+    if labels is not None and list(labels) != head:
+        bad = next((i for i, (a, b) in enumerate(zip(labels, head)) if a != b), min(len(labels), len(head)))
+        raise ValueError(f"{path}: meta['labels'] lists {len(labels)} labels but the model's head has {len(head)} "
+                         f"outputs in a fixed order (first difference at position {bad}); the checkpoint is "
+                         "inconsistent, retrain or restore it")
+    thresholds = meta.get("thresholds")
+    if thresholds is not None and not _finite_list(thresholds, len(head)):
+        size = len(thresholds) if isinstance(thresholds, (list, tuple)) else type(thresholds).__name__
+        raise ValueError(f"{path}: meta['thresholds'] must be {len(head)} finite numbers (one per label), got {size}")
+    ood = meta.get("ood")
+    if ood is not None:
+        branches = ood.get("branches") if isinstance(ood, Mapping) else None
+        n_branch = len(branches) if isinstance(branches, list) else -1
+        ok = (n_branch > 0 and _finite_list(ood.get("mean"), n_branch) and _finite_list(ood.get("std"), n_branch)
+              and _finite_list(ood.get("quantiles"), None) and _finite_list([ood.get("threshold")], 1)
+              and all(v > 0 for v in ood["std"]))
+        if not ok:
+            raise ValueError(f"{path}: meta['ood'] (the OOD calibration) is malformed: it needs branches, a finite "
+                             "mean and a positive std per branch, quantiles and a threshold; recalibrate with "
+                             "`ecgproto score CHECKPOINT DATA --calibrate-ood`")
+
+
 def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """``(ProtoECGNet in eval mode, meta)`` from a checkpoint written by :func:`save_checkpoint`."""
+    """``(ProtoECGNet in eval mode, meta)`` from a checkpoint written by :func:`save_checkpoint`.
+
+    Raises ValueError (naming the file) when meta is inconsistent with the weights or the model."""
     payload = read_checkpoint(path)
-    meta = payload["meta"]
-    model = build_model(meta)
+    meta = payload.get("meta")
+    check_meta(meta, path)
+    try:
+        model = build_model(meta)
+    except (MemoryError, RuntimeError, TypeError, KeyError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot build the model from the stored config ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}); the config is damaged or needs more "
+                         "memory than this machine has") from exc
+    if not isinstance(payload.get("state_dict"), Mapping):
+        raise ValueError(f"{path}: checkpoint has no state_dict; the file is damaged")
     try:
         model.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as exc:
         raise ValueError(f"{path}: weights do not match the stored config ({exc})") from exc
+    check_consistency(model, meta, path)
     model.eval()
     return model, meta
 
