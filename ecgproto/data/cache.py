@@ -49,7 +49,7 @@ from ecgproto.data.ptbxl import (DATABASE, QUALITY_COLUMNS, RATES, SPLITS, STATE
 from ecgproto.data.wfdb_io import LEADS, read_record
 from ecgproto.progress import progress
 
-CACHE_FORMAT = 2  # 2: records.parquet gained source_fs, meta.json n_other_rate
+CACHE_FORMAT = 3  # 2: records.parquet gained source_fs, meta.json n_other_rate; 3: reader statuses bad_sampling_rate, implausible_scale
 CHUNK = 32  # records per worker task
 
 

@@ -81,6 +81,10 @@ class TrainConfig:
     augment_noise_mv: float = 0.0  # Gaussian noise SD in mV (0 = off)
     augment_shift_samples: int = 0  # circular time shift up to ± samples (0 = off)
     deterministic: bool = True  # torch.use_deterministic_algorithms on CPU
+    # model selection (stage epochs, last-layer re-fits, fusion) uses the validation macro AUROC
+    # over labels with at least this many validation positives; train_log.csv keeps the macro
+    # AUROC over every label with a positive as well (1 = every label with a positive)
+    selection_min_positives: int = 1
     # fraction of validation (in-distribution) records the stored OOD threshold flags
     ood_flag_rate: float = 0.05
 

@@ -24,7 +24,7 @@ from ecgproto.train.checkpoint import plain_state_dict
 from ecgproto.train.distributed import gather_rows, shard
 from ecgproto.model.losses import fusion_loss
 from ecgproto.train.losses_adapter import pos_weight_for
-from ecgproto.train.stages import make_optimizer
+from ecgproto.train.stages import make_optimizer, selection_auroc
 
 if TYPE_CHECKING:
     from ecgproto.train.loop import Trainer
@@ -163,13 +163,19 @@ def run_fusion(trainer: Trainer, budget: list[float]) -> bool:
     n = len(x_train)
     bs = tcfg.fusion_batch_size
     seed = cfg.seed * 100 + s.phase
+    def val_metrics() -> dict[str, float]:
+        logits = fusion_logits(model, feats["val"])
+        return {"val_macro_auroc": macro_auroc(trainer.val_labels, logits),
+                "val_selection": selection_auroc(trainer.val_labels, logits, tcfg.selection_min_positives)}
+
     if s.epoch == 0 and s.best_model is None:
         # the starting head is a candidate too: training must beat it on validation to replace it
-        s.best_metric = macro_auroc(trainer.val_labels, fusion_logits(model, feats["val"]))
+        metrics = val_metrics()
+        s.best_metric = metrics["val_selection"]
         s.best_model = {k: v for k, v in plain_state_dict(model).items() if k.startswith("fusion.")}
         s.best_epoch = -1
         trainer._log({"phase": "fusion", "branch": "fusion", "stage": "fusion", "epoch": -1, "lr": 0.0,
-                      "val_macro_auroc": s.best_metric, "best": True, "seconds": 0.0})
+                      **metrics, "best": True, "seconds": 0.0})
     while s.epoch < tcfg.fusion_epochs:
         if budget[0] <= 0:
             _snapshot(s, optimizer, scheduler)
@@ -191,7 +197,8 @@ def run_fusion(trainer: Trainer, budget: list[float]) -> bool:
         lr = optimizer.param_groups[0]["lr"]
         if scheduler is not None:
             scheduler.step()
-        metric = macro_auroc(trainer.val_labels, fusion_logits(model, feats["val"]))
+        metrics = val_metrics()
+        metric = metrics["val_selection"]
         improved = metric > s.best_metric
         if improved:
             s.best_metric, s.best_epoch, s.bad_epochs = metric, s.epoch, 0
@@ -200,7 +207,7 @@ def run_fusion(trainer: Trainer, budget: list[float]) -> bool:
             s.bad_epochs += 1
         trainer._log({
             "phase": "fusion", "branch": "fusion", "stage": "fusion", "epoch": s.epoch, "lr": lr,
-            "train_loss": total / max(n_batches, 1), "val_macro_auroc": metric, "best": improved,
+            "train_loss": total / max(n_batches, 1), **metrics, "best": improved,
             "seconds": time.perf_counter() - t0,
         })
         s.epoch += 1

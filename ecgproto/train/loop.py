@@ -37,6 +37,7 @@ from ecgproto.train.refit import refit_last_layer
 from ecgproto.train.stages import (
     WarmupHead,
     branch_auroc,
+    selection_auroc,
     make_optimizer,
     make_warmup_head,
     predict_branch,
@@ -202,11 +203,16 @@ class Trainer:
     def _log(self, row: dict[str, Any]) -> None:
         self.state.log.append(row)
 
-    def _val_metric(self, group: str, head: WarmupHead | None) -> float:
+    def _val_metrics(self, group: str, head: WarmupHead | None) -> dict[str, float]:
+        """Validation macro AUROC of branch ``group`` over every label with a positive
+        (``val_macro_auroc``) and the selection metric (``val_selection``)."""
         rows = shard(self.rows["val"], self.dist)
         probs = predict_branch(self.model, group, self.archive, rows, self.cfg.train.eval_batch_size, head)
         probs = gather_rows(probs, self.dist)
-        return branch_auroc(self.val_labels, probs, group)
+        cols = label_table().indices(group)
+        return {"val_macro_auroc": branch_auroc(self.val_labels, probs, group),
+                "val_selection": selection_auroc(self.val_labels[:, cols], probs,
+                                                 self.cfg.train.selection_min_positives)}
 
     def _run_branch_stage(self, phase: Phase, budget: list[float]) -> bool:
         group, stage, tcfg = phase.group, phase.stage, self.cfg.train
@@ -237,10 +243,11 @@ class Trainer:
         if head is None and s.epoch == 0 and s.best_model is None:
             # the stage's starting point is a candidate too (not for a fresh warm-up head): a stage
             # must beat the branch it was given on validation to replace it, so no stage costs accuracy
-            s.best_metric = self._val_metric(group, None)
+            metrics = self._val_metrics(group, None)
+            s.best_metric = metrics["val_selection"]
             s.best_model = plain_state_dict(self.model)
             self._log({"phase": phase.name, "branch": group, "stage": stage.name, "epoch": -1, "lr": 0.0,
-                       "val_macro_auroc": s.best_metric, "best": True, "seconds": 0.0})
+                       **metrics, "best": True, "seconds": 0.0})
         while s.epoch < stage.epochs:
             if budget[0] <= 0:
                 return False
@@ -264,7 +271,8 @@ class Trainer:
             lr = optimizer.param_groups[0]["lr"]
             if scheduler is not None:
                 scheduler.step()
-            metric = self._val_metric(group, head)
+            metrics = self._val_metrics(group, head)
+            metric = metrics["val_selection"]
             improved = metric > s.best_metric
             if improved:
                 s.best_metric, s.best_epoch, s.bad_epochs = metric, s.epoch, 0
@@ -275,7 +283,7 @@ class Trainer:
             self._log({
                 "phase": phase.name, "branch": group, "stage": stage.name, "epoch": s.epoch, "lr": lr,
                 **{f"train_{k}": v / max(n_batches, 1) for k, v in sums.items()},
-                "val_macro_auroc": metric, "best": improved, "seconds": time.perf_counter() - t0,
+                **metrics, "best": improved, "seconds": time.perf_counter() - t0,
             })
             s.epoch += 1
             budget[0] -= 1
@@ -302,24 +310,24 @@ class Trainer:
         )
         if phase.stage.name == "projection":  # prototype_init: a starting point only, no provenance
             self._record_projection(group, prov, missing, shared)
-        metric = self._val_metric(group, None)
         self._log({
             "phase": phase.name, "branch": group, "stage": phase.stage.name, "epoch": 0,
-            "val_macro_auroc": metric, "best": False, "seconds": time.perf_counter() - t0,
+            **self._val_metrics(group, None), "best": False, "seconds": time.perf_counter() - t0,
         })
         if phase.stage.refit_epochs > 0:
             t0 = time.perf_counter()
             cols = label_table().indices(group)
-            _, after, best_epoch = refit_last_layer(
+            best_epoch = refit_last_layer(
                 self.model, group, self.archive, {"train": self.rows["train"], "val": self.rows["val"]},
                 pos_weight_for(self.train_labels[:, cols], self.cfg.model.loss.pos_weight_cap),
                 phase.stage.refit_epochs, phase.stage.lr, self.cfg.model.loss.l1_last_layer,
                 self.cfg.train.fusion_patience or self.cfg.train.patience, self.cfg.train.eval_batch_size,
                 signed=self.cfg.model.fusion.head == "sign_constrained",
+                min_positives=self.cfg.train.selection_min_positives,
             )
             self._log({
                 "phase": phase.name, "branch": group, "stage": "last_layer_refit", "epoch": best_epoch,
-                "val_macro_auroc": after, "best": True, "seconds": time.perf_counter() - t0,
+                **self._val_metrics(group, None), "best": True, "seconds": time.perf_counter() - t0,
             })
 
     def _record_projection(self, group: str, prov: list[dict[str, Any]], missing: int, shared: int) -> None:

@@ -19,7 +19,7 @@ import torch
 from ecgproto.data.labels import label_table
 from ecgproto.model.losses import bce_loss, last_layer_l1
 from ecgproto.train.branch_io import eval_mode
-from ecgproto.train.stages import branch_auroc, pooled_similarities
+from ecgproto.train.stages import pooled_similarities, selection_auroc
 
 
 def refit_last_layer(
@@ -34,23 +34,25 @@ def refit_last_layer(
     patience: int,
     batch_size: int,
     signed: bool,
-) -> tuple[float, float, int]:
+    min_positives: int = 1,
+) -> int:
     """Train branch ``group``'s last layer on cached similarities of ``rows["train"]``, selected on
-    ``rows["val"]``. Returns (validation macro AUROC before, after, selected epoch; -1 = the start)."""
+    ``rows["val"]`` (``selection_auroc`` over labels with >= ``min_positives`` validation
+    positives). Returns the selected epoch (-1 = the layer it started from)."""
     branch = model.branches[group]
     cols = label_table().indices(group)
     sims = {s: torch.from_numpy(pooled_similarities(model, group, archive, rows[s], batch_size))
             for s in ("train", "val")}
     y_train = torch.from_numpy(np.asarray(archive.labels[rows["train"]][:, cols], dtype=np.float32))
-    y_val = np.asarray(archive.labels[rows["val"]])
+    y_val = np.asarray(archive.labels[rows["val"]][:, cols])
     layer = branch.last_layer
     identity = branch.prototype_class_identity
 
     def val_auroc() -> float:
         with torch.no_grad():
-            return branch_auroc(y_val, layer(sims["val"]).double().numpy(), group)
+            return selection_auroc(y_val, layer(sims["val"]).double().numpy(), min_positives)
 
-    start = best = val_auroc()
+    best = val_auroc()
     best_weight, best_epoch, bad = layer.weight.detach().clone(), -1, 0
     model.requires_grad_(False)
     layer.weight.requires_grad_(True)
@@ -73,4 +75,4 @@ def refit_last_layer(
     with torch.no_grad():
         layer.weight.copy_(best_weight)
     model.requires_grad_(False)
-    return start, best, best_epoch
+    return best_epoch

@@ -168,6 +168,17 @@ def pooled_similarities(model: torch.nn.Module, group: str, archive: Any, rows: 
     return np.concatenate(outs) if outs else np.zeros((0, model.branches[group].n_prototypes), np.float32)
 
 
+def selection_auroc(labels: np.ndarray, scores: np.ndarray, min_positives: int = 1) -> float:
+    """Macro AUROC over the labels (columns of ``labels``/``scores``) with at least
+    ``min_positives`` positives and one negative: the model-selection metric. Falls back to
+    every defined label when none has that many positives."""
+    y = np.asarray(labels) > 0
+    keep = (y.sum(0) >= min_positives) & (y.sum(0) < len(y))
+    if not keep.any():
+        return macro_auroc(y, scores)
+    return macro_auroc(y[:, keep], np.asarray(scores)[:, keep])
+
+
 def branch_auroc(labels: np.ndarray, scores: np.ndarray, group: str) -> float:
     """Dataset-level macro AUROC of branch ``group`` (labels (N,71) uint8, logits or probs (N,C_g))."""
     return macro_auroc(np.asarray(labels)[:, label_table().indices(group)], scores)

@@ -58,3 +58,19 @@ def test_joint_stage_options_train_last_layer_or_keep_backbone_frozen(model):
     assert "branches.rhythm.prototype_vectors" in names and any(".add_on." in n for n in names)
     assert not any(".backbone." in n for n in names)
     assert not model.branches["rhythm"].backbone.training  # frozen BatchNorm statistics stay put
+
+
+def test_selection_auroc_ignores_labels_with_few_validation_positives():
+    import numpy as np
+
+    from ecgproto.train.stages import selection_auroc
+
+    y = np.zeros((40, 3), dtype=np.uint8)
+    y[:20, 0] = 1   # 20 positives, perfectly ranked below
+    y[:2, 1] = 1    # 2 positives, ranked worst
+    scores = np.zeros((40, 3))
+    scores[:, 0] = -np.arange(40)
+    scores[:, 1] = np.arange(40)
+    assert selection_auroc(y, scores, 1) == pytest.approx(np.mean([1.0, 0.0]))  # column 2 undefined
+    assert selection_auroc(y, scores, 10) == pytest.approx(1.0)
+    assert selection_auroc(y[:, 1:], scores[:, 1:], 10) == pytest.approx(0.0)  # none has 10: every defined one
