@@ -19,6 +19,8 @@ from ecgproto.data.preprocess import fit_standardization, highpass
 from ecgproto.data.ptbxl import load_ptbxl
 from ecgproto.data.wfdb_io import read_record
 
+from .ptbxl_subset import copy_ptbxl_subset
+
 IDS = [1, 2, 3, 8, 9, 17, 38, 40, 5, 6]  # folds 3,2,5,9,10,9,10,10,4,4
 BROKEN = 3
 
@@ -27,15 +29,7 @@ BROKEN = 3
 def mini_ptbxl(ptbxl_sample: Path, tmp_path: Path) -> Path:
     """A 10-record PTB-XL folder; record ecg_id 3 has a truncated .dat."""
     root = tmp_path / "ptbxl"
-    root.mkdir()
-    shutil.copy(ptbxl_sample / "scp_statements.csv", root)
-    db = pd.read_csv(ptbxl_sample / "ptbxl_database.csv")
-    db = db[db["ecg_id"].isin(IDS)]
-    db.to_csv(root / "ptbxl_database.csv", index=False)
-    for rel in db["filename_lr"]:
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        for ext in (".hea", ".dat"):
-            shutil.copy(ptbxl_sample / (rel + ext), root / (rel + ext))
+    db = copy_ptbxl_subset(ptbxl_sample, root, {i: ("lr",) for i in IDS})
     broken = root / (db.loc[db["ecg_id"] == BROKEN, "filename_lr"].item() + ".dat")
     broken.write_bytes(broken.read_bytes()[:1000])
     return root

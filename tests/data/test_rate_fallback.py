@@ -17,6 +17,8 @@ from ecgproto.data.preprocess import highpass
 from ecgproto.data.ptbxl import other_rate_of
 from ecgproto.data.wfdb_io import read_record
 
+from .ptbxl_subset import copy_ptbxl_subset
+
 # ecg_id → which of its files are copied (the sample has both rates for ecg_id 1-20)
 FILES = {1: ("lr", "hr"), 2: ("lr",), 3: ("hr",), 4: ("hr",), 5: ()}
 
@@ -25,17 +27,7 @@ FILES = {1: ("lr", "hr"), 2: ("lr",), 3: ("hr",), 4: ("hr",), 5: ()}
 def mixed_ptbxl(ptbxl_sample: Path, tmp_path: Path) -> Path:
     """A 5-record PTB-XL folder: both rates, only 100 Hz, only 500 Hz (twice), neither."""
     root = tmp_path / "ptbxl"
-    root.mkdir()
-    shutil.copy(ptbxl_sample / "scp_statements.csv", root)
-    db = pd.read_csv(ptbxl_sample / "ptbxl_database.csv")
-    db = db[db["ecg_id"].isin(list(FILES))]
-    db.to_csv(root / "ptbxl_database.csv", index=False)
-    for row in db.itertuples():
-        for rate in FILES[row.ecg_id]:
-            rel = getattr(row, f"filename_{rate}")
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            for ext in (".hea", ".dat"):
-                shutil.copy(ptbxl_sample / (rel + ext), root / (rel + ext))
+    copy_ptbxl_subset(ptbxl_sample, root, FILES)
     return root
 
 
