@@ -58,7 +58,8 @@ LOGISTIC_C = (0.01, 0.1, 1.0)
 
 def train_side_by_side(config: str, data: str, work: Path) -> dict[str, float]:
     """Train ecgproto and its twin in two concurrent one-thread processes; wall seconds of each."""
-    cli = [sys.executable, "-m", "ecgproto.cli", "train", "--config", config, "--data", data, "--set", "train.threads=1"]
+    cli = [sys.executable, "-m", "ecgproto.cli", "train", "--config", config, "--data", data, "--set", "train.threads=1",
+           "--force"]
     runs = {"ecgproto": [], "twin": ["--set", "model.kind=blackbox"]}
     env = {**os.environ, "ECGPROTO_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
     procs, started, wall = {}, {}, {}

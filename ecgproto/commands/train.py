@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from ecgproto.config import load_config, replace, save_resolved_config
 
@@ -19,6 +20,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="continue from OUT/train_state.pt (same config) after the last completed epoch")
     parser.add_argument("--max-epochs", type=int, default=None,
                         help="stop after this many epochs in this call (resume later with --resume)")
+    parser.add_argument("--force", action="store_true",
+                        help="train from scratch into an --out that already holds a run (its files are replaced)")
+
+
+def check_out_folder(out: Path, resume: bool, force: bool) -> None:
+    """Refuse to start a fresh run over an earlier one unless ``--resume`` or ``--force``."""
+    earlier = [n for n in ("model.pt", "train_state.pt") if (out / n).is_file()]
+    if earlier and not (resume or force):
+        raise ValueError(f"--out {out} already holds a training run ({', '.join(earlier)}); continue it with "
+                         "--resume, train from scratch over it with --force, or choose another --out")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from ecgproto.train.run import train_model
 
     cfg = load_config(args.config, args.overrides)
+    check_out_folder(Path(args.out), args.resume, args.force)
     if args.data is not None:
         cfg = replace(cfg, data=replace(cfg.data, root=args.data))
     info = init_distributed()

@@ -47,3 +47,13 @@ def test_command_errors_are_clear(tmp_path, capsys):
     assert "checkpoint not found" in capsys.readouterr().err
     assert main(["train", "--set", "data.root=", "--out", str(tmp_path / "o")]) == 1
     assert "data.root" in capsys.readouterr().err
+
+
+def test_train_refuses_to_overwrite_a_finished_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.pt").write_bytes(b"earlier run")
+    assert main(["train", "--set", f"data.root={tmp_path / 'nowhere'}", "--out", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert "already holds a training run" in err and "--resume" in err and "--force" in err
+    assert (run / "model.pt").read_bytes() == b"earlier run"  # nothing touched
