@@ -40,6 +40,7 @@ from ecgproto.data.cache import prepare_cache  # noqa: E402
 from ecgproto.data.labels import all_labels, benchmark_label_set  # noqa: E402
 from ecgproto.data.synth.summary_features import summary_features  # noqa: E402
 from ecgproto.evaluate.compare import paired_auroc_difference  # noqa: E402
+from ecgproto.evaluate.metrics import macro_auroc  # noqa: E402
 from ecgproto.evaluate.tasks import Task  # noqa: E402
 from ecgproto.evaluate.thresholds import tune_thresholds  # noqa: E402
 from ecgproto.model.inference import predict_arrays  # noqa: E402
@@ -103,19 +104,11 @@ def logistic_baseline(archive, seed: int) -> tuple[dict[str, np.ndarray], dict[s
             fit = LogisticRegression(C=c_value, max_iter=2000, random_state=seed).fit(feats["train"], y["train"][:, j])
             for s in rows:
                 probs[s][:, j] = fit.predict_proba(feats[s])[:, 1]
-        val = macro_over_defined(y["val"], probs["val"])
+        val = macro_auroc(y["val"], probs["val"])
         if best is None or val > best[1]:
             best = (c_value, val, probs)
     return best[2], {"C": best[0], "val_macro_auroc": best[1], "seconds_features": t_feat,
                      "seconds_total": time.perf_counter() - t0}
-
-
-def macro_over_defined(y: np.ndarray, p: np.ndarray) -> float:
-    """Macro AUROC over the labels with at least one positive and one negative."""
-    from sklearn.metrics import roc_auc_score
-
-    keep = [j for j in range(y.shape[1]) if 0 < y[:, j].sum() < len(y)]
-    return float(np.mean([roc_auc_score(y[:, j], p[:, j]) for j in keep]))
 
 
 def stage_table(run: Path) -> list[dict]:

@@ -14,12 +14,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ecgproto.data.labels import all_labels, group_labels
+from ecgproto.data.labels import group_labels
 from ecgproto.model.backbones import Backbone
 from ecgproto.model.branch import AddOn, BranchOutput
 from ecgproto.model.config import BranchConfig, ModelConfig
 from ecgproto.model.fusion import FusionHead
-from ecgproto.model.network import ModelOutput, ProtoECGNet, StandardizedInput, seeded_branches
+from ecgproto.model.network import BranchNetwork, ModelOutput, ProtoECGNet, seeded_branches
 
 
 class LinearBranch(nn.Module):
@@ -32,9 +32,9 @@ class LinearBranch(nn.Module):
         self.cfg = cfg
         self.class_codes = tuple(class_codes)
         self.backbone = Backbone(cfg.backbone, cfg.base_width, cfg.lead_aware, cfg.dropout)
-        self.feature_dim = cfg.proto_dim or self.backbone.out_channels
-        self.add_on = AddOn(self.backbone.out_channels, self.feature_dim, cfg.add_on_activation)
-        self.last_layer = nn.Linear(self.feature_dim, len(self.class_codes))
+        self.n_features = cfg.proto_dim or self.backbone.out_channels
+        self.add_on = AddOn(self.backbone.out_channels, self.n_features, cfg.add_on_activation)
+        self.last_layer = nn.Linear(self.n_features, len(self.class_codes))
 
     @property
     def n_prototypes(self) -> int:
@@ -55,17 +55,15 @@ class LinearBranch(nn.Module):
         return BranchOutput(self.last_layer(pooled), pooled, pooled.new_zeros(len(x), 0, 1), latent)
 
 
-class BlackBoxECGNet(StandardizedInput):
+class BlackBoxECGNet(BranchNetwork):
     """Black-box twin of :class:`~ecgproto.model.network.ProtoECGNet` over (B, 12, n_samples) mV."""
 
     kind = "blackbox"
 
     def __init__(self, model_cfg: ModelConfig, n_samples: int, fs: int) -> None:
-        super().__init__(n_samples, fs)
-        self.config = model_cfg
-        self.labels: tuple[str, ...] = all_labels()
+        super().__init__(model_cfg, n_samples, fs)
         self.branches = seeded_branches(lambda g: LinearBranch(g, model_cfg.branches[g], group_labels(g)))
-        feature_branch = torch.cat([torch.full((b.feature_dim,), i) for i, b in enumerate(self.branches.values())])
+        feature_branch = torch.cat([torch.full((b.n_features,), i) for i, b in enumerate(self.branches.values())])
         fusion_cfg = type(model_cfg.fusion)(head="linear", mask="all", normalize=model_cfg.fusion.normalize)
         self.fusion = FusionHead(fusion_cfg, torch.zeros_like(feature_branch), feature_branch,
                                  len(self.labels), tuple(self.branches))
@@ -83,14 +81,6 @@ class BlackBoxECGNet(StandardizedInput):
     @property
     def n_prototypes(self) -> int:
         return 0
-
-    def branch_slices(self) -> dict[str, slice]:
-        """Columns of each branch in the concatenated feature vector."""
-        out, start = {}, 0
-        for g, branch in self.branches.items():
-            out[g] = slice(start, start + branch.feature_dim)
-            start += branch.feature_dim
-        return out
 
     def prototype_table(self) -> pd.DataFrame:
         """No prototypes: an empty table with the prototype model's columns."""

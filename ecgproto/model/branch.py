@@ -104,6 +104,11 @@ class PrototypeBranch(nn.Module):
         return self.prototype_vectors.shape[0]
 
     @property
+    def n_features(self) -> int:
+        """Width of what the branch gives the fusion head: its pooled similarities."""
+        return self.n_prototypes
+
+    @property
     def n_classes(self) -> int:
         return len(self.class_codes)
 

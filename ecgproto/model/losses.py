@@ -206,9 +206,7 @@ class BranchLoss(nn.Module):
             if cfg.l1_last_layer > 0:
                 terms["l1_last_layer"] = last_layer_l1(last_layer_weight, self.identity)
                 total = total + cfg.l1_last_layer * terms["l1_last_layer"]
-        if stage in ("warmup", "last_layer"):
-            pass
-        elif stage == "joint":
+        if stage == "joint":
             weighted = {
                 "clustering": (cfg.clustering, lambda: clustering_loss(similarities, targets, self.identity)),
                 "separation": (cfg.separation, lambda: separation_loss(similarities, targets, self.identity)),
@@ -220,7 +218,7 @@ class BranchLoss(nn.Module):
                 if weight > 0:
                     terms[name] = fn()
                     total = total + weight * terms[name]
-        else:
+        elif stage not in ("warmup", "last_layer"):
             raise ValueError(f"unknown loss stage {stage!r}; expected 'warmup', 'joint' or 'last_layer'")
         terms["total"] = total
         return terms

@@ -27,13 +27,19 @@ class ModelOutput:
     features: torch.Tensor | None = None  # what the fusion head reads (= similarities here)
 
 
-class StandardizedInput(nn.Module):
-    """Base of the networks: checks (B, 12, n_samples) input at ``fs`` Hz and standardises it with
-    the ``input_mean``/``input_std`` (12,) buffers (set from training statistics with
-    ``set_standardization``; identity by default)."""
+class BranchNetwork(nn.Module):
+    """Base of ProtoECGNet and its black-box twin: three branches whose outputs a fusion head reads.
 
-    def __init__(self, n_samples: int, fs: int) -> None:
+    Checks (B, 12, n_samples) input at ``fs`` Hz and standardises it with the ``input_mean``/
+    ``input_std`` (12,) buffers (set from training statistics with ``set_standardization``;
+    identity by default). Subclasses set ``branches`` (each with ``n_features``, the width of what
+    it gives the fusion head) and ``fusion``.
+    """
+
+    def __init__(self, model_cfg: ModelConfig, n_samples: int, fs: int) -> None:
         super().__init__()
+        self.config = model_cfg
+        self.labels: tuple[str, ...] = all_labels()
         self.n_samples = int(n_samples)
         self.fs = int(fs)
         self.register_buffer("input_mean", torch.zeros(N_LEADS))
@@ -66,6 +72,14 @@ class StandardizedInput(nn.Module):
         """Run one branch on raw signals x (B, 12, n_samples) mV (standardised here)."""
         return self.branches[group](self.standardize(x))
 
+    def branch_slices(self) -> dict[str, slice]:
+        """Columns of each branch in the concatenated vector the fusion head reads."""
+        out, start = {}, 0
+        for g, branch in self.branches.items():
+            out[g] = slice(start, start + branch.n_features)
+            start += branch.n_features
+        return out
+
 
 def seeded_branches(make: Callable[[str], nn.Module]) -> nn.ModuleDict:
     """``make(group)`` for rhythm, morphology, global, each under its own seed drawn once from the
@@ -80,15 +94,13 @@ def seeded_branches(make: Callable[[str], nn.Module]) -> nn.ModuleDict:
     return nn.ModuleDict(branches)
 
 
-class ProtoECGNet(StandardizedInput):
+class ProtoECGNet(BranchNetwork):
     """Interpretable 12-lead ECG classifier over signals (B, 12, n_samples) in mV at ``fs`` Hz."""
 
     kind = "prototype"
 
     def __init__(self, model_cfg: ModelConfig, n_samples: int, fs: int) -> None:
-        super().__init__(n_samples, fs)
-        self.config = model_cfg
-        self.labels: tuple[str, ...] = all_labels()
+        super().__init__(model_cfg, n_samples, fs)
         self.branches = seeded_branches(
             lambda g: PrototypeBranch(g, model_cfg.branches[g], group_labels(g), n_samples, fs))
         position = {c: i for i, c in enumerate(self.labels)}
@@ -112,14 +124,6 @@ class ProtoECGNet(StandardizedInput):
     @property
     def n_prototypes(self) -> int:
         return sum(b.n_prototypes for b in self.branches.values())
-
-    def branch_slices(self) -> dict[str, slice]:
-        """Columns of each branch in the concatenated similarity vector."""
-        out, start = {}, 0
-        for g, branch in self.branches.items():
-            out[g] = slice(start, start + branch.n_prototypes)
-            start += branch.n_prototypes
-        return out
 
     def prototype_table(self) -> pd.DataFrame:
         """One row per prototype: index (global column), branch, local_index, class_code."""

@@ -101,6 +101,11 @@ class TrainConfig:
         if self.batch_size < 1 or self.eval_batch_size < 1 or self.fusion_batch_size < 1:
             raise ValueError("batch sizes must be >= 1")
 
+    @property
+    def cached_patience(self) -> int:
+        """Patience of the phases trained on cached features (fusion, last-layer re-fits)."""
+        return self.fusion_patience or self.patience
+
     def stages_for(self, group: str) -> tuple[StageConfig, ...]:
         """The stage list of branch ``group``."""
         return self.branch_stages.get(group, self.stages)

@@ -24,7 +24,7 @@ from ecgproto.train.checkpoint import plain_state_dict
 from ecgproto.train.distributed import gather_rows, shard
 from ecgproto.model.losses import fusion_loss
 from ecgproto.train.losses_adapter import pos_weight_for
-from ecgproto.train.stages import make_optimizer, selection_auroc
+from ecgproto.train.stages import make_optimizer, validation_metrics
 
 if TYPE_CHECKING:
     from ecgproto.train.loop import Trainer
@@ -66,11 +66,6 @@ def fusion_logits(model: torch.nn.Module, features: np.ndarray) -> np.ndarray:
     """Fusion-head logits (N, 71) float64 on cached features (N, P_total) (used for AUROC ranking)."""
     with eval_mode(model):
         return model.fusion(torch.from_numpy(features)).double().numpy()
-
-
-def fusion_probs(model: torch.nn.Module, features: np.ndarray) -> np.ndarray:
-    """Sigmoid probabilities (N, 71) float64 of the fusion head on cached features (N, P_total)."""
-    return expit(fusion_logits(model, features))
 
 
 @torch.no_grad()
@@ -164,9 +159,7 @@ def run_fusion(trainer: Trainer, budget: list[float]) -> bool:
     bs = tcfg.fusion_batch_size
     seed = cfg.seed * 100 + s.phase
     def val_metrics() -> dict[str, float]:
-        logits = fusion_logits(model, feats["val"])
-        return {"val_macro_auroc": macro_auroc(trainer.val_labels, logits),
-                "val_selection": selection_auroc(trainer.val_labels, logits, tcfg.selection_min_positives)}
+        return validation_metrics(trainer.val_labels, fusion_logits(model, feats["val"]), tcfg.selection_min_positives)
 
     if s.epoch == 0 and s.best_model is None:
         # the starting head is a candidate too: training must beat it on validation to replace it
@@ -212,19 +205,19 @@ def run_fusion(trainer: Trainer, budget: list[float]) -> bool:
         })
         s.epoch += 1
         budget[0] -= 1
-        if s.bad_epochs >= (tcfg.fusion_patience or tcfg.patience):
+        if s.bad_epochs >= tcfg.cached_patience:
             s.epoch = tcfg.fusion_epochs
     if s.best_model is not None:
         model.load_state_dict(s.best_model, strict=False)
     model.requires_grad_(False)
     model.eval()
-    val_probs = fusion_probs(model, feats["val"])
-    rule = {"train_labels": trainer.train_labels, "min_positives": cfg.evaluate.threshold_min_positives,
-            "max_rate_ratio": cfg.evaluate.threshold_max_rate_ratio}
-    table = threshold_table(trainer.val_labels, val_probs, **rule)
+    val_logits = fusion_logits(model, feats["val"])
+    table = threshold_table(trainer.val_labels, expit(val_logits), train_labels=trainer.train_labels,
+                            min_positives=cfg.evaluate.threshold_min_positives,
+                            max_rate_ratio=cfg.evaluate.threshold_max_rate_ratio)
     s.fusion["thresholds"] = table["threshold"].tolist()
     s.fusion["threshold_rules"] = table["rule"].tolist()
-    s.fusion["val_macro_auroc"] = macro_auroc(trainer.val_labels, fusion_logits(model, feats["val"]))
+    s.fusion["val_macro_auroc"] = macro_auroc(trainer.val_labels, val_logits)
     s.fusion["best_epoch"] = s.best_epoch
     return True
 

@@ -36,13 +36,12 @@ from ecgproto.train.projection import project_branch
 from ecgproto.train.refit import refit_last_layer
 from ecgproto.train.stages import (
     WarmupHead,
-    branch_auroc,
-    selection_auroc,
     make_optimizer,
     make_warmup_head,
     predict_branch,
     setup_stage,
     stage_loss,
+    validation_metrics,
 )
 
 STATE_NAME = "train_state.pt"
@@ -200,6 +199,12 @@ class Trainer:
             self.save_state()
         return True
 
+    @property
+    def signed_last_layers(self) -> bool:
+        """Trained branch last layers keep the ``sign_constrained`` fusion head's sign rule (own class
+        >= 0, other classes <= 0), so the fusion head can start exactly at them."""
+        return self.model.kind == "prototype" and self.cfg.model.fusion.head == "sign_constrained"
+
     def _log(self, row: dict[str, Any]) -> None:
         self.state.log.append(row)
 
@@ -209,10 +214,8 @@ class Trainer:
         rows = shard(self.rows["val"], self.dist)
         probs = predict_branch(self.model, group, self.archive, rows, self.cfg.train.eval_batch_size, head)
         probs = gather_rows(probs, self.dist)
-        cols = label_table().indices(group)
-        return {"val_macro_auroc": branch_auroc(self.val_labels, probs, group),
-                "val_selection": selection_auroc(self.val_labels[:, cols], probs,
-                                                 self.cfg.train.selection_min_positives)}
+        return validation_metrics(self.val_labels[:, label_table().indices(group)], probs,
+                                  self.cfg.train.selection_min_positives)
 
     def _run_branch_stage(self, phase: Phase, budget: list[float]) -> bool:
         group, stage, tcfg = phase.group, phase.stage, self.cfg.train
@@ -230,9 +233,7 @@ class Trainer:
         optimizer, scheduler = make_optimizer(setup.params, stage.lr, stage.epochs, tcfg, s)
         cols = label_table().indices(group)
         criterion = build_branch_criterion(self.model, group, self.train_labels, self.cfg.model.loss)
-        # a trained last layer keeps the fusion head's sign rule, so the head can start exactly at it
-        signed_last_layer = (self.model.kind == "prototype" and self.cfg.model.fusion.head == "sign_constrained"
-                             and self.model.branches[group].last_layer.weight.requires_grad)
+        signed_last_layer = self.signed_last_layers and setup.trains_last_layer
         runner: torch.nn.Module = BranchRunner(self.model, group, latent_only=head is not None)
         if self.dist.enabled:
             runner = DistributedDataParallel(runner)
@@ -321,8 +322,8 @@ class Trainer:
                 self.model, group, self.archive, {"train": self.rows["train"], "val": self.rows["val"]},
                 pos_weight_for(self.train_labels[:, cols], self.cfg.model.loss.pos_weight_cap),
                 phase.stage.refit_epochs, phase.stage.lr, self.cfg.model.loss.l1_last_layer,
-                self.cfg.train.fusion_patience or self.cfg.train.patience, self.cfg.train.eval_batch_size,
-                signed=self.cfg.model.fusion.head == "sign_constrained",
+                self.cfg.train.cached_patience, self.cfg.train.eval_batch_size,
+                signed=self.signed_last_layers,
                 min_positives=self.cfg.train.selection_min_positives,
             )
             self._log({

@@ -19,7 +19,7 @@ import torch
 from ecgproto.data.labels import label_table
 from ecgproto.model.losses import bce_loss, last_layer_l1
 from ecgproto.train.branch_io import eval_mode
-from ecgproto.train.stages import pooled_similarities, selection_auroc
+from ecgproto.train.stages import predict_branch, selection_auroc
 
 
 def refit_last_layer(
@@ -41,7 +41,8 @@ def refit_last_layer(
     positives). Returns the selected epoch (-1 = the layer it started from)."""
     branch = model.branches[group]
     cols = label_table().indices(group)
-    sims = {s: torch.from_numpy(pooled_similarities(model, group, archive, rows[s], batch_size))
+    sims = {s: torch.from_numpy(predict_branch(model, group, archive, rows[s], batch_size, desc="re-fit",
+                                               output="similarities"))
             for s in ("train", "val")}
     y_train = torch.from_numpy(np.asarray(archive.labels[rows["train"]][:, cols], dtype=np.float32))
     y_val = np.asarray(archive.labels[rows["val"]][:, cols])

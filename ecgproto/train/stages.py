@@ -8,7 +8,7 @@ frozen BatchNorm/dropout never drift (reference bug 9).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -137,8 +137,10 @@ def predict_branch(
     batch_size: int,
     head: WarmupHead | None = None,
     desc: str = "validate",
+    output: Literal["logits", "similarities"] = "logits",
 ) -> np.ndarray:
-    """Logits (N, C_g) float64 of branch ``group`` (or its warm-up head) on archive ``rows``.
+    """Logits (N, C_g) float64 of branch ``group`` (or its warm-up head) on archive ``rows``, or with
+    ``output="similarities"`` its pooled similarities (N, P_g) float32.
 
     Logits, not probabilities: AUROC only needs the ranking, and float32 sigmoids of large
     negative logits all round to 0 (ties would read as AUROC 0.5).
@@ -151,21 +153,16 @@ def predict_branch(
         for s in progress(starts, desc=f"{desc} {group}", total=len(starts), unit="batch"):
             r = rows[s : s + batch_size]
             x = torch.from_numpy(np.asarray(archive.signals[r], dtype=np.float32))
+            if output == "similarities":
+                outs.append(branch_forward(model, group, x).similarities.float().numpy())
+                continue
             logits = head(branch_latent(model, group, x)) if head is not None else branch_forward(model, group, x).logits
             outs.append(logits.double().numpy())
-    return np.concatenate(outs) if outs else np.zeros((0, len(label_table().indices(group))))
-
-
-@torch.no_grad()
-def pooled_similarities(model: torch.nn.Module, group: str, archive: Any, rows: np.ndarray,
-                        batch_size: int) -> np.ndarray:
-    """Pooled similarities (N, P_g) float32 of branch ``group`` on archive ``rows`` (eval mode)."""
-    outs = []
-    with eval_mode(model):
-        for s in range(0, len(rows), batch_size):
-            x = torch.from_numpy(np.asarray(archive.signals[rows[s : s + batch_size]], dtype=np.float32))
-            outs.append(branch_forward(model, group, x).similarities.float().numpy())
-    return np.concatenate(outs) if outs else np.zeros((0, model.branches[group].n_prototypes), np.float32)
+    if outs:
+        return np.concatenate(outs)
+    if output == "similarities":
+        return np.zeros((0, model.branches[group].n_prototypes), np.float32)
+    return np.zeros((0, len(label_table().indices(group))))
 
 
 def selection_auroc(labels: np.ndarray, scores: np.ndarray, min_positives: int = 1) -> float:
@@ -177,6 +174,13 @@ def selection_auroc(labels: np.ndarray, scores: np.ndarray, min_positives: int =
     if not keep.any():
         return macro_auroc(y, scores)
     return macro_auroc(y[:, keep], np.asarray(scores)[:, keep])
+
+
+def validation_metrics(labels: np.ndarray, scores: np.ndarray, min_positives: int) -> dict[str, float]:
+    """What every validation step logs for ``labels``/``scores`` (N, C): ``val_macro_auroc`` over
+    every label with a positive and the model-selection metric ``val_selection``."""
+    return {"val_macro_auroc": macro_auroc(labels, scores),
+            "val_selection": selection_auroc(labels, scores, min_positives)}
 
 
 def branch_auroc(labels: np.ndarray, scores: np.ndarray, group: str) -> float:
