@@ -3,9 +3,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.ecgproto-installed
-# torch is installed first and pinned so pip takes the CPU wheel on disk
-# instead of resolving `torch>=2.2` to a multi-GB CUDA build.
+# torch is installed first, pinned, with PyTorch's CPU wheel index added: on Linux the public index
+# alone resolves `torch` (pinned or not) to the multi-GB CUDA build, while `2.13.0+cpu` from the
+# CPU index ranks above `2.13.0` (PEP 440) and wins. For the CUDA build set TORCH_INDEX= (empty).
 TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 DEMO_OUT ?= runs/demo
 
 .PHONY: install demo test clean
@@ -13,7 +15,7 @@ DEMO_OUT ?= runs/demo
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
@@ -23,7 +25,7 @@ demo: $(STAMP)
 	$(BIN)/ecgproto demo --config configs/demo.yaml --out $(DEMO_OUT)
 
 test: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 ECGPROTO_NO_PROGRESS=1 $(BIN)/python -m pytest -q
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -34,10 +34,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ecgproto.config import load_config  # noqa: E402
-from ecgproto.data.config import SynthConfig  # noqa: E402
-from ecgproto.data.synth import write_synthetic_archive  # noqa: E402
+from ecgproto.synth.config import SynthConfig  # noqa: E402
+from ecgproto.synth import write_synthetic_archive  # noqa: E402
 from ecgproto.explain.localisation import evaluate_localisation  # noqa: E402
-from ecgproto.train.checkpoint import load_checkpoint  # noqa: E402
+from ecgproto.model.checkpoint import load_checkpoint  # noqa: E402
 
 DEMO_CHECKPOINT = REPO / "runs" / "demo" / "train" / "model.pt"
 OUT = REPO / "reports" / "benchmarks" / "explain_localisation.json"

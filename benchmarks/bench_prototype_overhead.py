@@ -30,8 +30,8 @@ import torch
 from ecgproto.config import load_config
 from ecgproto.data.labels import label_table
 from ecgproto.model import ProtoECGNet
-from ecgproto.train.branch_io import BranchRunner
-from ecgproto.train.losses_adapter import build_branch_criterion
+from ecgproto.train.branch_forward import BranchRunner
+from ecgproto.train.criterion import build_branch_criterion
 from ecgproto.train.stages import make_warmup_head, setup_stage, stage_loss
 
 REPO = Path(__file__).resolve().parents[1]

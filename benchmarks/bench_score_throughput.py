@@ -42,13 +42,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ecgproto.config import load_config  # noqa: E402
-from ecgproto.configuration import to_dict  # noqa: E402
-from ecgproto.data.config import SynthConfig  # noqa: E402
+from ecgproto.yaml_dataclass import to_dict  # noqa: E402
+from ecgproto.synth.config import SynthConfig  # noqa: E402
 from ecgproto.data.labels import all_labels  # noqa: E402
-from ecgproto.data.synth import write_synthetic_archive  # noqa: E402
+from ecgproto.synth import write_synthetic_archive  # noqa: E402
 from ecgproto.model import ProtoECGNet  # noqa: E402
 from ecgproto.score.worker import forward_batch  # noqa: E402
-from ecgproto.train.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from ecgproto.model.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 
 OUT = REPO / "reports" / "benchmarks"
 

@@ -22,9 +22,9 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("ECGPROTO_NO_PROGRESS", "1")
 
-from ecgproto.data.config import SynthConfig  # noqa: E402
-from ecgproto.data.synth import write_synthetic_archive  # noqa: E402
-from ecgproto.data.synth.summary_features import learnability  # noqa: E402
+from ecgproto.synth.config import SynthConfig  # noqa: E402
+from ecgproto.synth import write_synthetic_archive  # noqa: E402
+from ecgproto.synth.summary_features import learnability  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "reports" / "benchmarks"
 

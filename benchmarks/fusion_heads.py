@@ -1,6 +1,6 @@
 """Compare the fusion heads on the same frozen branch similarities (small synthetic archive).
 
-Simulates ``--records`` synthetic PTB-XL-like records in memory (ecgproto.data.synth, seed 0,
+Simulates ``--records`` synthetic PTB-XL-like records in memory (ecgproto.synth, seed 0,
 100 Hz, high-passed 0.5 Hz), trains the three branches of a tiny ProtoECGNet with the joint
 loss for ``--epochs`` epochs on folds 1–8 (last layer trained too), caches the pooled
 similarities once, then trains every fusion head/mask on those features (full batch, Adam,
@@ -24,11 +24,11 @@ import torch
 from scipy.signal import butter, filtfilt
 
 from ecgproto.config import load_config
-from ecgproto.data.config import SynthConfig
+from ecgproto.synth.config import SynthConfig
 from ecgproto.data.labels import label_table
-from ecgproto.data.synth.archive import build_ptbxl
-from ecgproto.data.synth.simulator import simulate
-from ecgproto.evaluate.metrics import macro_auroc
+from ecgproto.synth.archive import build_ptbxl
+from ecgproto.synth.simulator import simulate
+from ecgproto.metrics import macro_auroc
 from ecgproto.model.losses import BranchLoss, fusion_loss, jaccard_cooccurrence, pos_weight_from_labels
 from ecgproto.model.network import ProtoECGNet
 

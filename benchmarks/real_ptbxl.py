@@ -9,7 +9,7 @@ Trains on folds 1-8 (``configs/ptbxl_dev.yaml``), selects on fold 9 and reports 
   ``model.kind=blackbox``: same backbones, linear heads, same data, augmentation and epochs minus
   the prototype stages), trained side by side in two processes of one thread each (2 cores);
 - a logistic regression per label on hand-made per-lead features (median beats, RR statistics,
-  band powers, amplitudes: ``ecgproto.data.synth.summary_features``), its L2 strength chosen on
+  band powers, amplitudes: ``ecgproto.synth.summary_features``), its L2 strength chosen on
   fold 9.
 Macro AUROC over the labels with positives, the 5 diagnostic superclasses, the rhythm and form
 statements, each with 95 % patient-bootstrap CIs and paired differences (same resamples); the
@@ -38,13 +38,13 @@ sys.path.insert(0, str(REPO))
 from ecgproto.config import load_config  # noqa: E402
 from ecgproto.data.cache import prepare_cache  # noqa: E402
 from ecgproto.data.labels import all_labels, benchmark_label_set  # noqa: E402
-from ecgproto.data.synth.summary_features import summary_features  # noqa: E402
+from ecgproto.synth.summary_features import summary_features  # noqa: E402
 from ecgproto.evaluate.compare import paired_auroc_difference  # noqa: E402
-from ecgproto.evaluate.metrics import macro_auroc  # noqa: E402
+from ecgproto.metrics import macro_auroc  # noqa: E402
 from ecgproto.evaluate.tasks import Task  # noqa: E402
-from ecgproto.evaluate.thresholds import tune_thresholds  # noqa: E402
+from ecgproto.model.thresholds import tune_thresholds  # noqa: E402
 from ecgproto.model.inference import predict_arrays  # noqa: E402
-from ecgproto.train.checkpoint import load_checkpoint  # noqa: E402
+from ecgproto.model.checkpoint import load_checkpoint  # noqa: E402
 
 TASKS = (
     Task("fused", "all71", all_labels()),

@@ -16,7 +16,7 @@ def write_atomic(path: str | Path, write: Callable[[Path], Any]) -> Path:
     """Call ``write(tmp)`` on a temp path beside ``path``, then move it onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: two writers never share a temp file
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -28,6 +28,11 @@ def write_atomic(path: str | Path, write: Callable[[Path], Any]) -> Path:
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically."""
     return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    return write_atomic(path, lambda tmp: tmp.write_bytes(data))
 
 
 def write_json_atomic(path: str | Path, data: Any, **dumps_kwargs: Any) -> Path:

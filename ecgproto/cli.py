@@ -10,22 +10,22 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
-import importlib.util
 import pickle
 import sys
 from collections.abc import Sequence
 
 from ecgproto import __version__
-from ecgproto.configuration import ConfigError
+from ecgproto.errors import UserError
 
-# name -> one-line help; a command is implemented when ecgproto/commands/<name>.py exists
-COMMAND_HELP: dict[str, str] = {
+# name -> one-line help; each command is ecgproto/commands/<name>.py
+COMMANDS: dict[str, str] = {
     "synth": "write a synthetic PTB-XL- and MIMIC-IV-shaped archive (WFDB + CSV)",
     "prepare": "read, validate, filter and cache an archive as a memory-mapped array",
     "train": "staged training of the three prototype branches and the fusion head",
     "project": "project prototypes onto training ECG segments (stored with provenance)",
     "evaluate": "dataset-level metrics with bootstrap CIs and an HTML report",
     "score": "batch-score a WFDB folder, manifest, PTB-XL or MIMIC-IV-ECG archive",
+    "merge": "merge the --shard i/n outputs of one `ecgproto score` job (checked complete and disjoint)",
     "explain": "case-based explanations (12-lead plots + HTML) for given records",
     "prototypes": "render the gallery of projected prototypes",
     "phenotype": "prototype-to-phecode association report on a MIMIC-IV cohort",
@@ -33,51 +33,46 @@ COMMAND_HELP: dict[str, str] = {
 }
 
 
-def _implemented(name: str) -> bool:
-    return importlib.util.find_spec(f"ecgproto.commands.{name}") is not None
-
-
-# name -> (one-line help, implemented?)
-COMMANDS: dict[str, tuple[str, bool]] = {n: (h, _implemented(n)) for n, h in COMMAND_HELP.items()}
-
-
 def build_parser() -> argparse.ArgumentParser:
-    """Parser with one sub-parser per command (unimplemented ones say so in their help)."""
+    """Parser with one sub-parser per command.
+
+    Command modules import only the standard library and ``ecgproto.config`` at module level
+    (torch, scipy and pandas inside ``run``), so ``--help`` answers without loading them
+    (``tests/test_cli.py`` checks this).
+    """
     parser = argparse.ArgumentParser(
         prog="ecgproto",
         description="Interpretable, case-based 12-lead ECG classification (ProtoECGNet-style).",
     )
     parser.add_argument("--version", action="version", version=f"ecgproto {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (help_text, implemented) in COMMANDS.items():
-        text = help_text if implemented else f"{help_text} [not implemented yet]"
-        p = sub.add_parser(name, help=text, description=text)
+    for name, help_text in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--config", default=None, help="YAML config file (see configs/); defaults apply when omitted")
         p.add_argument(
             "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
             help="override one config value, e.g. --set train.batch_size=16 (repeatable)",
         )
-        if implemented:
-            module = importlib.import_module(f"ecgproto.commands.{name}")
-            module.add_arguments(p)
+        importlib.import_module(f"ecgproto.commands.{name}").add_arguments(p)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script; returns the process exit code."""
+    """Entry point of the console script; returns the process exit code.
+
+    User errors (:class:`~ecgproto.errors.UserError`, operating-system errors, a refused
+    unsafe file, out of memory) print one line and return 1; any other exception is a bug
+    and propagates with its traceback.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    _, implemented = COMMANDS[args.command]
-    if not implemented:
-        print(f"ecgproto {args.command}: not implemented yet", file=sys.stderr)
-        return 2
     module = importlib.import_module(f"ecgproto.commands.{args.command}")
     try:
         return int(module.run(args) or 0)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
+    except UserError as exc:
         print(f"ecgproto {args.command}: error: {exc}", file=sys.stderr)
     except pickle.UnpicklingError as exc:
         print(f"ecgproto {args.command}: error: refused to load a file that holds more than plain tensors and data "

@@ -14,8 +14,11 @@ from typing import Any
 
 import yaml
 
-from ecgproto.configuration import (
-    ConfigError,
+from ecgproto.atomic import write_text_atomic
+from ecgproto.device import check_device_name
+from ecgproto.errors import ConfigError
+from ecgproto.yaml_dataclass import (
+    check_key_path,
     config_hash,
     deep_merge,
     from_dict,
@@ -23,7 +26,8 @@ from ecgproto.configuration import (
     read_yaml,
     to_dict,
 )
-from ecgproto.data.config import DataConfig, SynthConfig
+from ecgproto.data.config import DataConfig
+from ecgproto.synth.config import SynthConfig
 from ecgproto.evaluate.config import EvaluateConfig
 from ecgproto.model.config import ModelConfig
 from ecgproto.phenotype.config import PhenotypeConfig
@@ -40,6 +44,9 @@ class Config:
     """Everything a run needs; sections mirror the pipeline."""
 
     seed: int = 42
+    # torch device of train, project, evaluate, score and explain (their --device overrides it):
+    # auto (CUDA when available, else CPU), cpu, cuda, cuda:N, mps; see ecgproto/device.py
+    device: str = "auto"
     data: DataConfig = field(default_factory=DataConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -47,6 +54,9 @@ class Config:
     score: ScoreConfig = field(default_factory=ScoreConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     phenotype: PhenotypeConfig = field(default_factory=PhenotypeConfig)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "device", check_device_name(self.device))
 
     @property
     def hash(self) -> str:
@@ -59,14 +69,26 @@ def config_from_mapping(data: dict[str, Any]) -> Config:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Read ``path`` (YAML; None = defaults only) and apply ``key.path=value`` overrides."""
+    """Read ``path`` (YAML; None = defaults only) and apply ``key.path=value`` overrides.
+
+    An error names its source: the YAML file, or the ``--set`` override (with the closest key
+    when the key does not exist).
+    """
     data = read_yaml(path) if path is not None else {}
-    data = deep_merge(data, parse_overrides(overrides))
     try:
-        return config_from_mapping(data)
+        config_from_mapping(data)
     except ConfigError as exc:
-        where = f"{path}: " if path is not None else ""
-        raise ConfigError(f"{where}{exc}") from exc
+        raise ConfigError(f"{path}: {exc}") from exc
+    extra = parse_overrides(overrides)
+    for item in overrides or []:
+        try:
+            check_key_path(Config, item.split("=", 1)[0].strip())
+        except ConfigError as exc:
+            raise ConfigError(f"--set {item}: {exc}") from exc
+    try:
+        return config_from_mapping(deep_merge(data, extra))
+    except ConfigError as exc:
+        raise ConfigError(f"{' '.join(f'--set {o}' for o in overrides or [])}: {exc}") from exc
 
 
 def config_to_yaml(cfg: Config) -> str:
@@ -78,11 +100,7 @@ def save_resolved_config(cfg: Config, out_dir: str | Path) -> Path:
     """Write ``config.resolved.yaml`` (with the config hash as a comment) into ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / RESOLVED_CONFIG_NAME
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(f"# config sha256: {cfg.hash}\n" + config_to_yaml(cfg))
-    tmp.replace(target)
-    return target
+    return write_text_atomic(out_dir / RESOLVED_CONFIG_NAME, f"# config sha256: {cfg.hash}\n" + config_to_yaml(cfg))
 
 
 def replace(cfg: Any, **changes: Any) -> Any:

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from ecgproto.config import Config, load_config, save_resolved_config
-from ecgproto.configuration import ConfigError
+from ecgproto.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -35,11 +35,26 @@ def test_demo_runs_every_step_and_reuses_them(tmp_path, monkeypatch, capsys):
     scores = pd.read_parquet(out / "score_mimic" / "scores.parquet")
     records = pd.read_csv(out / "synth" / "mimic" / "record_list.csv")
     assert len(scores) == len(records) and (scores["status"] == "ok").all()
-    for page in ("evaluate/report.html", "phenotype/report.html", "explain/index.html", "train/train_summary.json"):
-        assert (reports / page).is_file(), page
-    assert (out / "prototypes" / "index.html").is_file()
-    comparison = json.loads((out / "evaluate" / "metrics.json").read_text())["comparison"]
-    assert comparison and (reports / "train_twin" / "train_summary.json").is_file()  # cost of interpretability
+    for page in ("evaluate/report.html", "phenotype/report.html", "explain/index.html", "train/train_summary.json",
+                 "train_twin/train_summary.json"):
+        assert (reports / page).read_bytes() == (out / page).read_bytes(), page  # the reports are the run's own
+    # the evaluation report and the training summary agree on the same model and test fold
+    metrics = json.loads((out / "evaluate" / "metrics.json").read_text())
+    fused = next(r for r in metrics["summary"] if r["task"] == "fused:all71")
+    train = json.loads((out / "train" / "train_summary.json").read_text())
+    assert fused["n_records"] == train["n_records"]["test"]
+    assert fused["macro_auroc"] == pytest.approx(train["macro_auroc"]["test"]["fused"], abs=2e-3)
+    # the comparison is with the twin: its AUROC is the twin's own test AUROC
+    twin = json.loads((out / "train_twin" / "train_summary.json").read_text())["macro_auroc"]["test"]["fused"]
+    comparison = pd.read_csv(out / "evaluate" / "comparison.csv").set_index("task").loc["fused:all71"]
+    assert comparison["b"] == pytest.approx(twin, abs=2e-3)
+    assert comparison["diff"] == pytest.approx(comparison["a"] - comparison["b"], abs=1e-9)
+    # the gallery draws projected prototypes only
+    protos = pd.read_csv(out / "train" / "prototypes.csv")
+    drawn = {int(p.stem.split("_")[1]) for p in (out / "prototypes").glob("prototype_*.png")}
+    assert drawn and drawn <= set(protos.loc[protos["ecg_id"].notna(), "index"])
+    explained = pd.read_csv(out / "explain" / "explanations.csv")  # --n-explain 1: one record, its predicted labels
+    assert explained["record"].nunique() == 1 and explained["predicted"].all()
     assert not list(reports.rglob("*.png"))  # the committed subset holds self-contained pages only
     capsys.readouterr()
     assert main(_args(out, reports)) == 0  # second run reuses every completed step

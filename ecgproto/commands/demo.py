@@ -17,8 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from ecgproto.atomic import write_json_atomic
 from ecgproto.config import load_config, save_resolved_config
 
@@ -46,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _explain_records(ptbxl_root: Path, n: int) -> list[str]:
     """Paths (without extension) of the first ``n`` test-fold records with an abnormal label."""
+    import pandas as pd
+
     db = pd.read_csv(ptbxl_root / "ptbxl_database.csv", index_col="ecg_id")
     test = db[db["strat_fold"] == 10]
     codes = test["scp_codes"].map(lambda s: set(ast.literal_eval(s)))
@@ -80,8 +80,8 @@ def _steps(args: argparse.Namespace, cfg_args: list[str]) -> list[Step]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run every implemented step in order; stop at the first failing step."""
-    from ecgproto.cli import COMMANDS, main
+    """Run every step in order; stop at the first failing step."""
+    from ecgproto.cli import main
 
     cfg = load_config(args.config, args.overrides)  # validate before doing any work
     out = Path(args.out)
@@ -95,10 +95,6 @@ def run(args: argparse.Namespace) -> int:
     for step in _steps(args, cfg_args):
         step_out = out / step.out
         marker = step_out / ".done"
-        if not COMMANDS[step.command][1]:
-            print(f"[demo] {step.name}: skipped (ecgproto {step.command} is not implemented yet)", flush=True)
-            timings[step.name] = "not implemented"
-            continue
         if marker.exists() and not args.force:
             print(f"[demo] {step.name}: reusing {step_out}", flush=True)
             timings[step.name] = "reused"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ecgproto.config import load_config, save_resolved_config
+from ecgproto.config import load_config, replace, save_resolved_config
+from ecgproto.device import DEVICE_HELP
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a second checkpoint (e.g. the black-box twin, same preprocessing) scored on the same "
                              "records: the report gets macro AUROC of both and their paired patient-bootstrap "
                              "difference per task (comparison.csv, compare_predictions.parquet)")
+    parser.add_argument("--device", default=None, help=DEVICE_HELP)
     parser.add_argument("--cache-dir", default=None,
                         help="where to cache DATA when it is a PTB-XL folder (default: the checkpoint's data.cache_dir)")
     parser.epilog = ("Settings live in the `evaluate` config section, e.g. --set evaluate.n_bootstrap=1000 "
@@ -35,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from ecgproto.evaluate.run import evaluate_checkpoint
 
     cfg = load_config(args.config, args.overrides)
+    if args.device is not None:
+        cfg = replace(cfg, device=args.device)
     ev, files = evaluate_checkpoint(args.checkpoint, args.data, args.out, cfg, split=args.split,
                                     cache_dir=args.cache_dir, compare=args.compare)
     save_resolved_config(cfg, args.out)

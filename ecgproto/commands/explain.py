@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from ecgproto.config import load_config, save_resolved_config
+from ecgproto.config import load_config, replace, save_resolved_config
+from ecgproto.device import DEVICE_HELP
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,18 +24,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="PTB-XL-layout folder holding the prototypes' source training ECGs (default: the "
                              "training archive path stored in the checkpoint)")
     parser.add_argument("--batch-size", type=int, default=64, help="records per forward pass (default 64)")
+    parser.add_argument("--device", default=None, help=DEVICE_HELP + "; the forward passes run there")
 
 
 def run(args: argparse.Namespace) -> int:
     from ecgproto.explain.report import explain_records
 
     cfg = load_config(args.config, args.overrides)
+    if args.device is not None:
+        cfg = replace(cfg, device=args.device)
     pages = explain_records(args.checkpoint, args.records, args.out, top_k=args.top_k,
-                            source_data=args.source_data, batch_size=args.batch_size)
+                            source_data=args.source_data, batch_size=args.batch_size, device=cfg.device)
     save_resolved_config(cfg, args.out)
     bad = [p for p in pages if p.status != "ok"]
     n_png = sum(len(p.png_paths) for p in pages)
     print(f"wrote {len(pages)} page(s) with {n_png} explanation figure(s) in {args.out} (index.html)")
     for p in bad:
         print(f"not explained: {p.record}: {p.status}: {p.message}")
+    if pages and len(bad) == len(pages):
+        print(f"ecgproto explain: error: none of the {len(pages)} record(s) could be explained (see above)", file=sys.stderr)
+        return 1
     return 0

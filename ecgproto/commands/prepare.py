@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from ecgproto.config import load_config, replace, save_resolved_config
-from ecgproto.data.cache import prepare_cache, summary_text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ecgproto.data.cache import prepare_cache, summary_text
+
     cfg = load_config(args.config, args.overrides)
     data_cfg = cfg.data
     if args.out is not None:

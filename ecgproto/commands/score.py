@@ -6,8 +6,9 @@ import argparse
 import dataclasses
 import json
 
-from ecgproto.config import load_config, save_resolved_config
-from ecgproto.score.sources import INPUT_KINDS, parse_shard
+from ecgproto.config import load_config, replace, save_resolved_config
+from ecgproto.device import DEVICE_HELP
+from ecgproto.score.config import INPUT_KINDS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ood-flag-rate", type=float, default=None,
                         help="fraction of validation records to flag as out-of-distribution (default: the rate "
                              "stored with the checkpoint's OOD calibration)")
+    parser.add_argument("--device", default=None,
+                        help=DEVICE_HELP + "; on a GPU the --workers processes read and preprocess and the main "
+                             "process runs the batches on the device")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run in --out from its last committed chunk (same options)")
     parser.add_argument("--shard", default="0/1", metavar="I/N",
@@ -51,8 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ecgproto.score.scorer import ScoreOptions, score_archive
+    from ecgproto.score.sources import parse_shard
 
     cfg = load_config(args.config, args.overrides)
+    if args.device is not None:
+        cfg = replace(cfg, device=args.device)
     chosen = {"batch_size": args.batch_size, "num_workers": args.workers, "chunk_size": args.chunk_size,
               "threads": args.threads, "top_k": args.top_k, "ood_flag_fraction": args.ood_flag_rate}
     score_cfg = dataclasses.replace(cfg.score, **{k: v for k, v in chosen.items() if v is not None})
@@ -61,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
                            chunk_size=score_cfg.chunk_size, top_k=score_cfg.top_k, threads=score_cfg.threads,
                            shard=parse_shard(args.shard), save_similarities=args.save_similarities,
                            resume=args.resume, input_kind=args.input_kind, id_column=args.id_column,
-                           ood_flag_rate=score_cfg.ood_flag_fraction)
+                           ood_flag_rate=score_cfg.ood_flag_fraction, device=cfg.device)
     if args.calibrate_ood:
         from ecgproto.score.calibrate import calibrate_checkpoint
 

@@ -7,6 +7,7 @@ import dataclasses
 import json
 
 from ecgproto.config import load_config, save_resolved_config
+from ecgproto.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ecgproto.data.synth import write_synthetic_archive
+    from ecgproto.synth import write_synthetic_archive
 
     cfg = load_config(args.config, args.overrides)
     changes = {
@@ -34,11 +35,11 @@ def run(args: argparse.Namespace) -> int:
         try:
             cfg = dataclasses.replace(cfg, synth=dataclasses.replace(cfg.synth, **changes))
         except ValueError as exc:
-            raise ValueError(f"invalid option: {exc}") from exc
+            raise UserError(f"invalid option: {exc}") from exc
     try:
         summary = write_synthetic_archive(args.out, cfg.synth, overwrite=args.force)
     except FileExistsError as exc:
-        raise ValueError(str(exc)) from exc
+        raise UserError(str(exc)) from exc
     save_resolved_config(cfg, args.out)
     timings = summary.pop("timings")
     ptb = summary["ptbxl"]

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 from ecgproto.config import load_config, replace, save_resolved_config
+from ecgproto.device import DEVICE_HELP, resolve_device
+from ecgproto.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,13 +24,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop after this many epochs in this call (resume later with --resume)")
     parser.add_argument("--force", action="store_true",
                         help="train from scratch into an --out that already holds a run (its files are replaced)")
+    parser.add_argument("--device", default=None,
+                        help=DEVICE_HELP + "; under torchrun auto/cuda is the process's LOCAL_RANK GPU")
 
 
 def check_out_folder(out: Path, resume: bool, force: bool) -> None:
     """Refuse to start a fresh run over an earlier one unless ``--resume`` or ``--force``."""
     earlier = [n for n in ("model.pt", "train_state.pt") if (out / n).is_file()]
     if earlier and not (resume or force):
-        raise ValueError(f"--out {out} already holds a training run ({', '.join(earlier)}); continue it with "
+        raise UserError(f"--out {out} already holds a training run ({', '.join(earlier)}); continue it with "
                          "--resume, train from scratch over it with --force, or choose another --out")
 
 
@@ -41,7 +45,10 @@ def run(args: argparse.Namespace) -> int:
     check_out_folder(Path(args.out), args.resume, args.force)
     if args.data is not None:
         cfg = replace(cfg, data=replace(cfg.data, root=args.data))
-    info = init_distributed()
+    if args.device is not None:
+        cfg = replace(cfg, device=args.device)
+    resolve_device(cfg.device)  # an unavailable device fails before the cache is built
+    info = init_distributed(cfg.device)  # NCCL when the device is CUDA, gloo on the CPU
     try:
         if info.is_main:  # one rank builds the cache; the others then open the same one
             archive = prepare_cache(cfg.data)

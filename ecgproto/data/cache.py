@@ -48,6 +48,7 @@ from ecgproto.data.ptbxl import (DATABASE, QUALITY_COLUMNS, RATES, SPLITS, STATE
                                  load_ptbxl, other_rate_of)
 from ecgproto.data.wfdb_io import LEADS, read_record
 from ecgproto.progress import progress
+from ecgproto.errors import InputNotFoundError, UserError
 
 CACHE_FORMAT = 3  # 2: records.parquet gained source_fs, meta.json n_other_rate; 3: reader statuses bad_sampling_rate, implausible_scale
 CHUNK = 32  # records per worker task
@@ -77,7 +78,7 @@ def resolve_ptbxl_root(cfg: DataConfig, root: str | Path | None = None) -> Path:
     """The PTB-XL-shaped folder to read: ``root`` or ``cfg.root``; for ``source: synthetic`` its ``ptbxl/``."""
     given = root if root is not None else cfg.root
     if not given:
-        raise ValueError("no data folder given: set data.root in the config (or --set data.root=PATH) or pass --root")
+        raise UserError("no data folder given: set data.root in the config (or --set data.root=PATH) or pass --root")
     path = Path(given).expanduser()
     if cfg.source == "synthetic" and not (path / DATABASE).is_file() and (path / "ptbxl" / DATABASE).is_file():
         return path / "ptbxl"
@@ -87,7 +88,7 @@ def resolve_ptbxl_root(cfg: DataConfig, root: str | Path | None = None) -> Path:
 def source_rate(sampling_rate: int) -> int:
     """Which PTB-XL files to read for a model rate: 100 Hz files up to 100 Hz, else the 500 Hz files."""
     if sampling_rate <= 0:
-        raise ValueError(f"data.sampling_rate must be positive, got {sampling_rate}")
+        raise UserError(f"data.sampling_rate must be positive, got {sampling_rate}")
     return 100 if sampling_rate <= 100 else 500
 
 
@@ -95,7 +96,8 @@ def _settings(cfg: DataConfig) -> dict[str, Any]:
     return {
         "sampling_rate": cfg.sampling_rate, "source_rate": source_rate(cfg.sampling_rate),
         "n_samples": n_samples_of(cfg), "min_likelihood": cfg.min_likelihood,
-        "highpass_hz": cfg.highpass_hz, "highpass_order": cfg.highpass_order, "standardize": cfg.standardize,
+        "highpass_hz": cfg.highpass_hz, "highpass_order": cfg.highpass_order, "highpass_edge": cfg.highpass_edge,
+        "standardize": cfg.standardize,
         "train_folds": list(cfg.train_folds), "val_folds": list(cfg.val_folds), "test_folds": list(cfg.test_folds),
         "leads": list(LEADS), "labels": list(all_labels()), "package_version": __version__, "cache_format": CACHE_FORMAT,
     }
@@ -105,7 +107,7 @@ def n_samples_of(cfg: DataConfig) -> int:
     """Samples per record at the model rate: round(duration_s × sampling_rate)."""
     n = int(round(cfg.duration_s * cfg.sampling_rate))
     if n <= 0:
-        raise ValueError(f"data.duration_s × data.sampling_rate must be positive, got {n}")
+        raise UserError(f"data.duration_s × data.sampling_rate must be positive, got {n}")
     return n
 
 
@@ -132,7 +134,7 @@ def cache_key(cfg: DataConfig, root: Path, record_paths: list[str]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _read_chunk(paths: list[str], fs: int, n_samples: int, cutoff_hz: float, order: int
+def _read_chunk(paths: list[str], fs: int, n_samples: int, cutoff_hz: float, order: int, edge: str
                 ) -> tuple[np.ndarray, list[str], list[str]]:
     """Worker: read + validate + high-pass a list of records. Returns (signals (k,12,T) float32, statuses, messages)."""
     out = np.zeros((len(paths), len(LEADS), n_samples), dtype=np.float32)
@@ -142,14 +144,14 @@ def _read_chunk(paths: list[str], fs: int, n_samples: int, cutoff_hz: float, ord
         statuses.append(result.status)
         messages.append(result.message)
         if result.signal is not None:
-            out[i] = highpass(result.signal, fs, cutoff_hz, order)
+            out[i] = highpass(result.signal, fs, cutoff_hz, order, edge)
     return out, statuses, messages
 
 
 def _read_all(paths: list[str], cfg: DataConfig, n_samples: int, target: np.ndarray) -> tuple[list[str], list[str]]:
     """Fill ``target`` (N,12,T) in record order; worker processes when data.num_workers > 1."""
     chunks = [paths[i:i + CHUNK] for i in range(0, len(paths), CHUNK)]
-    args = [[a] * len(chunks) for a in (cfg.sampling_rate, n_samples, cfg.highpass_hz, cfg.highpass_order)]
+    args = [[a] * len(chunks) for a in (cfg.sampling_rate, n_samples, cfg.highpass_hz, cfg.highpass_order, cfg.highpass_edge)]
     statuses: list[str] = []
     messages: list[str] = []
     pool = ProcessPoolExecutor(max_workers=cfg.num_workers) if cfg.num_workers > 1 and len(chunks) > 1 else None
@@ -271,6 +273,8 @@ def _write_cache(tmp: Path, cfg: DataConfig, ptbxl: PtbxlIndex, split: np.ndarra
     rejected = records[~ok]
     if len(rejected):
         rejected[["ecg_id", "path", "status", "message"]].to_csv(tmp / "rejected.csv", index=False)
+    if len(ptbxl.conflicts):  # kept, but named (load_ptbxl warned about them)
+        ptbxl.conflicts.to_csv(tmp / "patient_conflicts.csv", index=False)
 
     signals = np.load(tmp / "signals.npy", mmap_mode="r")
     train_rows = np.flatnonzero(records.loc[ok, "split"].to_numpy() == "train")
@@ -290,6 +294,7 @@ def _write_cache(tmp: Path, cfg: DataConfig, ptbxl: PtbxlIndex, split: np.ndarra
         "status_counts": dict(Counter(statuses)),
         "split_counts": dict(Counter(records.loc[ok, "split"])),
         "n_other_rate": int((ok & (file_rates == other_rate_of(source_rate(cfg.sampling_rate)))).sum()),
+        "n_conflicting_records": ptbxl.n_conflicting_records,
         "standardize": cfg.standardize,
         "standardization_train": stats,
     }
@@ -302,16 +307,16 @@ def open_cache(path: str | Path) -> CachedArchive:
     path = Path(path)
     meta_path = path / "meta.json"
     if not meta_path.is_file():
-        raise FileNotFoundError(f"{meta_path} not found: {path} is not an ecgproto cache; run `ecgproto prepare` first")
+        raise InputNotFoundError(f"{meta_path} not found: {path} is not an ecgproto cache; run `ecgproto prepare` first")
     meta = json.loads(meta_path.read_text())
     if meta.get("settings", {}).get("cache_format") != CACHE_FORMAT:
-        raise ValueError(f"{meta_path}: cache format differs from this ecgproto version; run `ecgproto prepare` again")
+        raise UserError(f"{meta_path}: cache format differs from this ecgproto version; run `ecgproto prepare` again")
     signals = np.load(path / "signals.npy", mmap_mode="r")
     labels = np.load(path / "labels.npy")
     records = pd.read_parquet(path / "records.parquet")
     index = records[records["row"] >= 0].sort_values("row").reset_index(drop=True)
     if len(index) != signals.shape[0] or len(labels) != signals.shape[0]:
-        raise ValueError(f"{path}: signals ({signals.shape[0]}), labels ({len(labels)}) and index ({len(index)}) "
+        raise UserError(f"{path}: signals ({signals.shape[0]}), labels ({len(labels)}) and index ({len(index)}) "
                          "disagree; delete the folder and run `ecgproto prepare` again")
     standardization = meta["standardization_train"] if meta.get("standardize") else None
     return CachedArchive(path=path, signals=signals, labels=labels, index=index, records=records,
@@ -342,4 +347,7 @@ def summary_text(archive: CachedArchive) -> str:
         lines.append(f"other rate: {meta['n_other_rate']} record(s) had no {preferred} Hz file ({RATES[preferred]}) "
                      f"and were read from the {other} Hz file ({RATES[other]}), resampled to {archive.fs} Hz "
                      "(column source_fs in records.parquet)")
+    if meta.get("n_conflicting_records"):
+        lines.append(f"patient metadata conflicts: {meta['n_conflicting_records']} record(s) kept with conflicting "
+                     f"patient metadata (listed in {archive.path / 'patient_conflicts.csv'})")
     return "\n".join(lines)

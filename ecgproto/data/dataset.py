@@ -132,13 +132,15 @@ def make_loader(
     rank: int = 0,
     num_workers: int = 0,
     drop_last: bool = False,
+    pin_memory: bool = False,
 ) -> DataLoader:
     """DataLoader with a deterministic order; call ``set_loader_epoch(loader, e)`` before each epoch.
 
     Shuffled loaders use a ``DistributedSampler`` (permutation from a generator seeded with
     ``seed + epoch``) for every ``world_size``, so a 1-process run and each rank of a torchrun
     run draw their order the same way; ``world_size > 1`` gives each rank its shard.
-    Unshuffled single-process loaders keep dataset order.
+    Unshuffled single-process loaders keep dataset order. ``num_workers`` processes read the
+    memmap (the order and the augmentation do not depend on them); ``pin_memory`` for copies to a GPU.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -153,6 +155,7 @@ def make_loader(
         sampler=sampler,
         shuffle=False,
         num_workers=num_workers,
+        pin_memory=pin_memory,
         collate_fn=collate,
         drop_last=drop_last,
         persistent_workers=False,

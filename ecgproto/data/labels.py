@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 GROUPS: tuple[str, ...] = ("rhythm", "morphology", "global")
@@ -81,3 +83,10 @@ def code_to_benchmark_target(name: str) -> dict[str, str]:
     if column is None:
         return {c: c for c in benchmark_label_set(name)}
     return dict(zip(diag["code"], diag[column]))
+
+
+def label_statistics(labels: np.ndarray) -> dict[str, Any]:
+    """``{"n": N, "positives": (L,), "pairs": (L, L)}`` co-occurrence counts of multi-hot (N, L) labels
+    (stored in checkpoints as ``meta["label_stats"]`` from the training split)."""
+    y = np.asarray(labels, dtype=np.int64)
+    return {"n": int(y.shape[0]), "positives": y.sum(axis=0).tolist(), "pairs": (y.T @ y).tolist()}

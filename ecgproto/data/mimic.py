@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ecgproto.errors import InputNotFoundError, UserError
+
 N_REPORTS = 18
 RECORD_LIST_COLUMNS = ("subject_id", "study_id", "ecg_time", "path")
 MEASUREMENT_COLUMNS = ("subject_id", "study_id", "ecg_time")
@@ -40,11 +42,11 @@ def find_table(folder: str | Path, name: str) -> Path:
     """``folder/name.csv`` or ``folder/name.csv.gz``; FileNotFoundError naming both otherwise."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
-        raise FileNotFoundError(f"folder {folder} does not exist (expected {name}.csv inside)")
+        raise InputNotFoundError(f"folder {folder} does not exist (expected {name}.csv inside)")
     for candidate in (folder / f"{name}.csv", folder / f"{name}.csv.gz"):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"{folder / (name + '.csv')} (or .csv.gz) not found")
+    raise InputNotFoundError(f"{folder / (name + '.csv')} (or .csv.gz) not found")
 
 
 def read_table(path: str | Path, required: tuple[str, ...], dtype: dict[str, object] | None = None) -> pd.DataFrame:
@@ -53,10 +55,10 @@ def read_table(path: str | Path, required: tuple[str, ...], dtype: dict[str, obj
     try:
         frame = pd.read_csv(path, dtype=dtype, keep_default_na=True)
     except Exception as exc:
-        raise ValueError(f"{path}: cannot read as CSV ({type(exc).__name__}: {exc})") from exc
+        raise UserError(f"{path}: cannot read as CSV ({type(exc).__name__}: {exc})") from exc
     missing = [c for c in required if c not in frame.columns]
     if missing:
-        raise ValueError(f"{path}: missing required column(s) {', '.join(missing)} "
+        raise UserError(f"{path}: missing required column(s) {', '.join(missing)} "
                          f"(found: {', '.join(map(str, frame.columns))})")
     return frame
 
@@ -66,7 +68,7 @@ def _ids(frame: pd.DataFrame, columns: tuple[str, ...], path: Path) -> None:
         values = pd.to_numeric(frame[col], errors="coerce")
         if values.isna().any():
             row = int(values.isna().to_numpy().argmax())
-            raise ValueError(f"{path}: column {col} must hold integer ids; row {row + 2} has {frame[col].iloc[row]!r}")
+            raise UserError(f"{path}: column {col} must hold integer ids; row {row + 2} has {frame[col].iloc[row]!r}")
         frame[col] = values.astype("int64")
 
 
@@ -78,7 +80,7 @@ def _times(frame: pd.DataFrame, columns: tuple[str, ...], path: Path) -> None:
         bad = parsed.isna() & frame[col].notna() & (frame[col].astype(str).str.strip() != "")
         if bad.any():
             row = int(bad.to_numpy().argmax())
-            raise ValueError(f"{path}: column {col}: cannot parse {frame[col].iloc[row]!r} (row {row + 2}) as a date-time")
+            raise UserError(f"{path}: column {col}: cannot parse {frame[col].iloc[row]!r} (row {row + 2}) as a date-time")
         frame[col] = parsed.astype("datetime64[ns]")
 
 
@@ -94,7 +96,7 @@ def load_record_list(root: str | Path) -> pd.DataFrame:
     _times(frame, ("ecg_time",), path)
     if frame["path"].isna().any():
         row = int(frame["path"].isna().to_numpy().argmax())
-        raise ValueError(f"{path}: empty path in row {row + 2}")
+        raise UserError(f"{path}: empty path in row {row + 2}")
     stems = frame["path"].str.strip().str.replace(r"\.(hea|dat)$", "", regex=True)
     frame["path"] = [str(root / s) for s in stems]
     return frame[list(RECORD_LIST_COLUMNS)].reset_index(drop=True)
@@ -112,7 +114,7 @@ def load_machine_statements(root: str | Path) -> pd.DataFrame:
     frame = read_table(path, MEASUREMENT_COLUMNS, dtype={c: str for c in report_cols})
     present = [c for c in report_cols if c in frame.columns]
     if not present:
-        raise ValueError(f"{path}: no report_0 … report_17 columns; expected MIMIC-IV-ECG machine_measurements.csv")
+        raise UserError(f"{path}: no report_0 … report_17 columns; expected MIMIC-IV-ECG machine_measurements.csv")
     _ids(frame, ("subject_id", "study_id"), path)
     _times(frame, ("ecg_time",), path)
     texts = frame[present].fillna("").apply(lambda col: col.str.strip()).to_numpy()
@@ -148,12 +150,12 @@ def load_diagnoses(path: str | Path) -> pd.DataFrame:
     _ids(frame, ("subject_id", "hadm_id"), path)
     if frame["icd_code"].isna().any():
         row = int(frame["icd_code"].isna().to_numpy().argmax())
-        raise ValueError(f"{path}: empty icd_code in row {row + 2}")
+        raise UserError(f"{path}: empty icd_code in row {row + 2}")
     frame["icd_code"] = frame["icd_code"].str.strip()
     version = pd.to_numeric(frame["icd_version"], errors="coerce")
     if version.isna().any():
         row = int(version.isna().to_numpy().argmax())
-        raise ValueError(f"{path}: icd_version {frame['icd_version'].iloc[row]!r} in row {row + 2} is not a number")
+        raise UserError(f"{path}: icd_version {frame['icd_version'].iloc[row]!r} in row {row + 2} is not a number")
     frame["icd_version"] = version.astype("int64")
     if "seq_num" in frame.columns:
         frame["seq_num"] = pd.to_numeric(frame["seq_num"], errors="coerce").astype("Int64")

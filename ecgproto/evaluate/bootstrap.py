@@ -6,6 +6,13 @@ weights matrix (B, N) of record multiplicities, which the vectorised metrics in
 ``metrics.py`` accept directly, so all labels of all resamples are evaluated without a
 Python loop over resamples. The drawn patient indices are kept (and saved by the
 report) so every interval can be recomputed.
+
+An interval needs cases of both classes to resample: a label is given an interval only when at
+least :data:`MIN_CI_PATIENTS` distinct patients have a positive record and as many have a
+negative one (:func:`interval_defined`). Below that the percentile bootstrap is degenerate or
+badly overconfident (1 positive against 1 negative gives AUROC [1, 1]); the interval is NaN,
+shown as :data:`TOO_FEW_TEXT`, and the point estimate is kept. A macro (or other summary)
+interval over several labels is given when at least one of its labels has enough cases.
 """
 
 from __future__ import annotations
@@ -15,6 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+
+MIN_CI_PATIENTS = 5  # positive and negative patients a label needs for an interval
+TOO_FEW_TEXT = "n/a (too few positives/negatives)"
 
 
 @dataclass(frozen=True)
@@ -100,17 +111,41 @@ def fill_undefined(samples: np.ndarray, point: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(s), s, np.atleast_2d(point))
 
 
-def percentile_ci(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+def class_patient_counts(y: np.ndarray, record_patient: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per label, the distinct patients with a positive record and with a negative record:
+    ``y`` (N, C) 0/1 and ``record_patient`` (N,) patient of each record → ((C,), (C,)) int64."""
+    y = np.asarray(y).astype(bool)
+    _, patient = np.unique(np.asarray(record_patient), return_inverse=True)
+    n_patients = int(patient.max()) + 1 if len(patient) else 0
+    counts = []
+    for cls in (y, ~y):
+        has = np.zeros((n_patients, y.shape[1]), dtype=bool)
+        np.logical_or.at(has, patient, cls)
+        counts.append(has.sum(axis=0).astype(np.int64))
+    return counts[0], counts[1]
+
+
+def interval_defined(n_pos_patients: np.ndarray, n_neg_patients: np.ndarray,
+                     minimum: int = MIN_CI_PATIENTS) -> np.ndarray:
+    """Whether a label has enough cases for a bootstrap interval (module docstring), elementwise."""
+    return (np.asarray(n_pos_patients) >= minimum) & (np.asarray(n_neg_patients) >= minimum)
+
+
+def percentile_ci(samples: np.ndarray, level: float,
+                  defined: np.ndarray | bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Percentile interval of bootstrap ``samples`` (B, ...) at ``level`` (e.g. 0.95), NaN-aware.
 
     Resamples where the metric is undefined (NaN) are left out; where fewer than two
-    resamples are defined, the interval is NaN.
+    resamples are defined, or where ``defined`` (broadcast to ``samples.shape[1:]``; see
+    :func:`interval_defined`) is False, the interval is NaN.
     """
     if not 0 < level < 1:
         raise ValueError(f"confidence level must be in (0, 1), got {level}")
     s = np.asarray(samples, dtype=np.float64)
     alpha = (1 - level) / 2
     enough = np.isfinite(s).sum(0) >= 2
+    if defined is not None:
+        enough = enough & np.asarray(defined, dtype=bool)
     with np.errstate(invalid="ignore"):
         safe = np.where(enough[None], s, 0.0) if s.ndim > 1 else (s if enough else np.zeros_like(s))
         lo = np.nanquantile(safe, alpha, axis=0)

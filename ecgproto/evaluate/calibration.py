@@ -1,4 +1,5 @@
-"""Calibration: reliability bins and expected calibration error."""
+"""Calibration of predicted probabilities: reliability bins, expected calibration error, and the
+logistic calibration slope and intercept."""
 
 from __future__ import annotations
 
@@ -54,3 +55,50 @@ def expected_calibration_error(table: pd.DataFrame) -> float:
     if total == 0:
         return float("nan")
     return float((table["count"] / total * (table["frac_pos"] - table["mean_prob"]).abs()).sum())
+
+
+def calibration_fit(labels: np.ndarray, probs: np.ndarray, eps: float = 1e-6, max_iter: int = 50) -> dict[str, float]:
+    """Logistic recalibration of binary ``labels`` on ``probs`` (any shape, flattened; Cox 1958).
+
+    ``slope``: b of ``y ~ a + b·logit(p)`` — 1 is ideal, below 1 the probabilities are too extreme
+    (overconfident), above 1 too timid. ``intercept``: a of ``y ~ a + logit(p)`` (slope fixed at 1,
+    "calibration in the large") — 0 is ideal, below 0 the probabilities are too high on average.
+    NaN when there is only one class, or the classes are separated (the slope then has no finite
+    maximum-likelihood value). ``n`` is the number of predictions.
+    """
+    y = np.asarray(labels, dtype=np.float64).ravel()
+    p = np.clip(np.asarray(probs, dtype=np.float64).ravel(), eps, 1.0 - eps)
+    if y.shape != p.shape:
+        raise ValueError(f"labels {np.shape(labels)} and probabilities {np.shape(probs)} differ in shape")
+    z = np.log(p) - np.log1p(-p)
+    out = {"n": float(len(y)), "slope": float("nan"), "intercept": float("nan")}
+    if len(y) == 0 or y.min() == y.max():
+        return out
+    x = np.column_stack([np.ones_like(z), z])
+    coef = _newton(x, y, np.zeros(len(y)), max_iter)
+    if coef is not None:
+        out["slope"] = float(coef[1])
+    intercept = _newton(x[:, :1], y, z, max_iter)
+    if intercept is not None:
+        out["intercept"] = float(intercept[0])
+    return out
+
+
+def _newton(x: np.ndarray, y: np.ndarray, offset: np.ndarray, max_iter: int) -> np.ndarray | None:
+    """Maximum-likelihood logistic coefficients of ``y ~ x·β + offset`` (None when they diverge)."""
+    beta = np.zeros(x.shape[1])
+    for _ in range(max_iter):
+        eta = np.clip(x @ beta + offset, -500, 500)
+        mu = 1.0 / (1.0 + np.exp(-eta))
+        w = mu * (1.0 - mu)
+        hess = x.T @ (x * w[:, None])
+        try:
+            step = np.linalg.solve(hess + 1e-12 * np.eye(len(beta)), x.T @ (y - mu))
+        except np.linalg.LinAlgError:
+            return None
+        beta = beta + step
+        if not np.all(np.isfinite(beta)) or np.abs(beta).max() > 1e3:
+            return None
+        if np.abs(step).max() < 1e-8:
+            return beta
+    return None  # no convergence: separated classes

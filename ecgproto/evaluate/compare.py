@@ -15,12 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ecgproto.evaluate.bootstrap import fill_undefined, patient_bootstrap, percentile_ci
+from ecgproto.evaluate.bootstrap import (class_patient_counts, fill_undefined, interval_defined, patient_bootstrap,
+                                         percentile_ci)
 from ecgproto.evaluate.metrics import auroc_weighted, nanmean_rows
 from ecgproto.evaluate.tasks import Task, record_mask, task_arrays
 
 COMPARE_COLUMNS = ("task", "n_labels", "n_records", "a", "a_lo", "a_hi", "b", "b_lo", "b_hi",
-                   "diff", "diff_lo", "diff_hi")
+                   "diff", "diff_lo", "diff_hi", "ci_too_few")
 
 
 @dataclass
@@ -71,7 +72,9 @@ def paired_auroc_difference(labels71: np.ndarray, probs_a: dict[str, np.ndarray]
     (the resamples of ``evaluate_predictions`` with the same ids and seed); ``level`` e.g. 0.95.
     ``drop_unlabeled`` scores only records with a positive label of the task (PTB-XL benchmark).
     Returns one row per task with the columns :data:`COMPARE_COLUMNS`; ``n_labels`` is the size of
-    the fixed label set; intervals are NaN without resamples, values NaN for a task without records.
+    the fixed label set; intervals are NaN without resamples and, with ``ci_too_few`` True, when no label
+    of the task has :data:`~ecgproto.evaluate.bootstrap.MIN_CI_PATIENTS` positive and negative patients;
+    values are NaN for a task without records.
     """
     if not 0 < level < 1:
         raise ValueError(f"confidence level must be in (0, 1), got {level}")
@@ -98,8 +101,11 @@ def paired_auroc_difference(labels71: np.ndarray, probs_a: dict[str, np.ndarray]
             _label_aurocs(cache, (model, *scope), task.targets, y, p, mask, wb) for model, p in (("a", pa), ("b", pb)))
         (a, a_boot), (b, b_boot) = _macro(point_a, boot_a), _macro(point_b, boot_b)
         row.update({"n_labels": int(np.isfinite(point_a).sum()), "a": a, "b": b, "diff": a - b})
+        # the minimum number of cases of bootstrap.py: some label needs enough positive and negative patients
+        defined = plan is not None and bool(interval_defined(*class_patient_counts(y[mask], plan.record_patient[mask])).any())
+        row["ci_too_few"] = plan is not None and not defined
         for name, samples in (("a", a_boot), ("b", b_boot), ("diff", None if a_boot is None else a_boot - b_boot)):
-            lo, hi = (np.nan, np.nan) if samples is None else percentile_ci(samples, level)
+            lo, hi = (np.nan, np.nan) if samples is None else percentile_ci(samples, level, defined)
             row[f"{name}_lo"], row[f"{name}_hi"] = float(lo), float(hi)
         rows.append(row)
     return pd.DataFrame(rows, columns=list(COMPARE_COLUMNS))

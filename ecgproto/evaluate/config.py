@@ -18,13 +18,14 @@ class EvaluateConfig:
     n_bootstrap: int = 1000  # patient-level resamples (0 = no intervals)
     ci_method: Literal["percentile"] = "percentile"
     drop_unlabeled: bool = False  # True = PTB-XL benchmark convention; False = keep all (ProtoECGNet)
-    threshold_rule: Literal["f1"] = "f1"  # F1-maximising, with the rare-label rule of evaluate/thresholds.py
+    threshold_rule: Literal["f1"] = "f1"  # F1-maximising, with the rare-label rule of model/thresholds.py
     threshold_min_positives: int = 10  # fewer validation positives: threshold at the label's prevalence
     threshold_max_rate_ratio: float = 1.5  # no threshold predicts a label above this multiple of its prevalence
     threshold_source: Literal["validation", "checkpoint"] = "validation"  # re-tune on the val split, or use meta thresholds
     benchmark_sets: tuple[str, ...] = ("diagnostic", "subdiagnostic", "superdiagnostic", "form", "rhythm")
     age_bands: tuple[int, ...] = (40, 60, 80)  # band edges in years: <40, 40–59, 60–79, ≥80
     subgroup_ci: bool = True  # bootstrap intervals for subgroup macro AUROC
+    subgroup_min_records: int = 20  # smaller subgroups get no interval (plotted as a hollow point) and no ranking
     fmax_step: float = 0.01  # threshold grid of Fmax
     calibration_bins: int = 10
     n_top_curves: int = 8  # ROC/PR/calibration panels for the labels with most positives

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from ecgproto.data.labels import all_labels, label_table
-from ecgproto.evaluate.bootstrap import BootstrapPlan, fill_undefined, patient_bootstrap, percentile_ci
+from ecgproto.evaluate.bootstrap import (MIN_CI_PATIENTS, TOO_FEW_TEXT, BootstrapPlan, class_patient_counts,
+                                         fill_undefined, interval_defined, patient_bootstrap, percentile_ci)
 from ecgproto.evaluate.calibration import expected_calibration_error, reliability_bins
 from ecgproto.evaluate.compare import Comparison
 from ecgproto.evaluate.config import EvaluateConfig
@@ -22,6 +23,7 @@ from ecgproto.evaluate.metrics import (
     auroc_weighted,
     average_precision_weighted,
     brier_weighted,
+    confusion_weighted,
     fmax_weighted,
     nanmean_rows,
     threshold_metrics_weighted,
@@ -45,7 +47,7 @@ class Predictions:
     an output to its (C_output,) decision thresholds (missing = no threshold metrics);
     ``info`` holds per-record columns used for subgroups (sex, age, quality flags);
     ``threshold_rules`` says how each threshold was chosen: one row per output × label with
-    ``output``, ``label`` and the columns of :func:`~ecgproto.evaluate.thresholds.threshold_table`
+    ``output``, ``label`` and the columns of :func:`~ecgproto.model.thresholds.threshold_table`
     (None = unknown, e.g. thresholds read from a checkpoint).
     """
 
@@ -109,14 +111,15 @@ class _Scorer:
         todo = [j for j, t in enumerate(targets) if (namespace, t, key_mask) not in self._cache]
         if todo:
             cols = np.array(todo)
-            fresh = self._compute(y[mask][:, cols], p[mask][:, cols], None if th is None else th[cols], wb)
+            patients = None if self.plan is None else self.plan.record_patient[mask]
+            fresh = self._compute(y[mask][:, cols], p[mask][:, cols], None if th is None else th[cols], wb, patients)
             for k, j in enumerate(todo):
                 self._cache[(namespace, targets[j], key_mask)] = {m: v[..., k] for m, v in fresh.items()}
         rows = [self._cache[(namespace, t, key_mask)] for t in targets]
         return {m: np.stack([r[m] for r in rows], axis=-1) for m in rows[0]}
 
     def _compute(self, y: np.ndarray, p: np.ndarray, th: np.ndarray | None,
-                 wb: np.ndarray | None) -> dict[str, np.ndarray]:
+                 wb: np.ndarray | None, patients: np.ndarray | None = None) -> dict[str, np.ndarray]:
         ones = np.ones((1, len(y)))
         out: dict[str, np.ndarray] = {
             "n_pos": y.sum(0).astype(np.float64), "n_neg": (~y).sum(0).astype(np.float64),
@@ -129,8 +132,12 @@ class _Scorer:
         if th is not None:
             for m, v in threshold_metrics_weighted(y, p, th, ones).items():
                 out[m] = v[0]
+            for m, v in confusion_weighted(y, p, th, ones).items():  # counts at the threshold
+                out[m] = v[0]
             out["threshold"] = np.asarray(th, dtype=np.float64)
         if wb is not None:
+            pos, neg = class_patient_counts(y, np.arange(len(y)) if patients is None else patients)
+            out["ci_defined"] = interval_defined(pos, neg)  # enough positive and negative patients
             out["boot_auroc"] = auroc_weighted(y, p, wb)
             out["boot_auprc"] = average_precision_weighted(y, p, wb)
             out["boot_brier"] = brier_weighted(y, p, wb)
@@ -147,8 +154,11 @@ def _summary_values(lab: dict[str, np.ndarray], fm: np.ndarray, boot: bool = Fal
     the whole split is left out everywhere; a label defined there but undefined in a resample
     (e.g. its only positive patient not drawn) keeps its whole-split value in that resample.
     """
+    defined = np.isfinite(lab["auroc"])  # a label with no positive or no negative enters no macro average
+
     def values(m: str) -> np.ndarray:
-        return fill_undefined(lab[f"boot_{m}"], lab[m]) if boot else np.atleast_2d(lab[m])
+        v = fill_undefined(lab[f"boot_{m}"], lab[m]) if boot else np.atleast_2d(lab[m])
+        return np.where(defined, v, np.nan)
 
     weights = np.atleast_2d(lab["n_pos"])
     out = {
@@ -210,8 +220,10 @@ def evaluate_predictions(pred: Predictions, cfg: EvaluateConfig, seed: int = 0,
         if wb is not None:
             fm_boot, _ = fmax_weighted(y[mask], p[mask], wb, cfg.fmax_step)
             boot = _summary_values(lab, fm_boot, boot=True)
+            defined = bool(lab["ci_defined"].any())  # some label of the task has enough cases
+            row["ci_too_few"] = not defined
             for m, v in boot.items():
-                lo, hi = percentile_ci(v, cfg.ci_level)
+                lo, hi = percentile_ci(v, cfg.ci_level, defined)
                 row[f"{m}_lo"], row[f"{m}_hi"] = float(lo), float(hi)
         other_auc = _point_macro_auroc(y[other], p[other]) if other.any() else float("nan")
         row["macro_auroc_other_convention"] = other_auc
@@ -234,15 +246,20 @@ def evaluate_predictions(pred: Predictions, cfg: EvaluateConfig, seed: int = 0,
         "threshold_source": pred.threshold_source,
         "threshold_rule": (threshold_rule_text(cfg) if pred.threshold_rules is not None
                            else "unknown (thresholds given, not tuned here)"),
-        "fmax": "sample-centric (PTB-XL benchmark / CAFA)",
-        "fmax_step": cfg.fmax_step, "n_top_curves": cfg.n_top_curves, "undefined": "NaN (no positive or no negative in the scored records)",
+        "fmax": ("sample-centric (PTB-XL benchmark / CAFA)" if cfg.drop_unlabeled else
+                 "sample-centric (PTB-XL benchmark / CAFA); records without a true label count in precision "
+                 "when something is predicted for them, never in recall"),
+        "fmax_step": cfg.fmax_step, "n_top_curves": cfg.n_top_curves, "subgroup_min_records": cfg.subgroup_min_records, "undefined": "NaN (no positive or no negative in the scored records)",
+        "ci_minimum": (f"an interval needs at least {MIN_CI_PATIENTS} positive and {MIN_CI_PATIENTS} negative "
+                       f"patients (a macro interval: at least one such label); otherwise it is NaN, shown as "
+                       f"'{TOO_FEW_TEXT}'"),
         "aggregated_targets": "sub/superdiagnostic targets: positive if any member code; probability = max over member codes",
     }
     return Evaluation(summary, per_label, subgroups, calibration, settings, plan, pred)
 
 
 def threshold_rule_text(cfg: EvaluateConfig) -> str:
-    """One sentence stating the threshold rule of ``evaluate/thresholds.py`` with ``cfg``'s settings."""
+    """One sentence stating the threshold rule of ``model/thresholds.py`` with ``cfg``'s settings."""
     return (f"F1-maximising on the validation split; a label with fewer than {cfg.threshold_min_positives} "
             "validation positives gets the threshold that predicts it at its training prevalence; no threshold "
             f"predicts a label for more than {cfg.threshold_max_rate_ratio:g}× its prevalence of validation records; "
@@ -259,14 +276,16 @@ def _label_rows(task: Task, lab: dict[str, np.ndarray], cfg: EvaluateConfig, cod
     cis = {}
     for m in CI_LABEL_METRICS + ("brier",):
         if f"boot_{m}" in lab:
-            cis[m] = percentile_ci(lab[f"boot_{m}"], cfg.ci_level)
+            cis[m] = percentile_ci(lab[f"boot_{m}"], cfg.ci_level, lab["ci_defined"])
     for j, target in enumerate(task.targets):
         r: dict[str, Any] = {
             "task": task.name, "output": task.output, "label_set": task.label_set, "label": target,
             "group": code_group.get(target, ""), "n_pos": int(lab["n_pos"][j]), "n_neg": int(lab["n_neg"][j]),
             "defined": bool(np.isfinite(lab["auroc"][j])),
         }
-        for m in LABEL_METRICS + ("ece", "threshold"):
+        if "ci_defined" in lab:
+            r["ci_too_few"] = not bool(lab["ci_defined"][j])
+        for m in LABEL_METRICS + ("ece", "threshold", "tp", "fp", "fn", "tn"):
             if m in lab:
                 r[m] = float(lab[m][j])
             if m in cis:
@@ -300,9 +319,15 @@ def _subgroups(pred: Predictions, cfg: EvaluateConfig, scorer: _Scorer) -> pd.Da
         row["macro_auprc"] = float(nanmean_rows(average_precision_weighted(y[mask], p[mask], ones))[0])
         row["fmax"] = float(fmax_weighted(y[mask], p[mask], ones, cfg.fmax_step)[0][0])
         row["macro_brier"] = float(nanmean_rows(brier_weighted(y[mask], p[mask], ones))[0])
-        if cfg.subgroup_ci and scorer.plan is not None:
-            boot = nanmean_rows(auroc_weighted(y[mask], p[mask], scorer.plan.weights(mask)))
-            lo, hi = percentile_ci(boot, cfg.ci_level)
+        if cfg.subgroup_ci and scorer.plan is not None and mask.sum() < cfg.subgroup_min_records:
+            row["ci_too_few"] = True  # a handful of records: no interval, however wide
+            row["macro_auroc_lo"] = row["macro_auroc_hi"] = float("nan")
+        elif cfg.subgroup_ci and scorer.plan is not None:
+            # fixed label set (the labels defined in the subgroup), as for the main intervals
+            boot = nanmean_rows(fill_undefined(auroc_weighted(y[mask], p[mask], scorer.plan.weights(mask)), aucs[0]))
+            defined = bool(interval_defined(*class_patient_counts(y[mask], scorer.plan.record_patient[mask])).any())
+            row["ci_too_few"] = not defined
+            lo, hi = percentile_ci(boot, cfg.ci_level, defined)
             row["macro_auroc_lo"], row["macro_auroc_hi"] = float(lo), float(hi)
         rows.append(row)
     return pd.DataFrame(rows)

@@ -1,4 +1,4 @@
-"""Dataset-level classification metrics (never per-batch averages).
+"""Dataset-level evaluation metrics (never per-batch averages); AUROC itself is in :mod:`ecgproto.metrics`.
 
 Every metric is computed on the whole split. The weighted functions take a
 ``weights`` matrix (B, N): row b gives each record's multiplicity in resample b
@@ -13,44 +13,13 @@ never 0.5. Predictions are ``probs >= threshold`` throughout.
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import rankdata
 
-
-def _as_arrays(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    y = np.asarray(labels).astype(bool)
-    p = np.asarray(probs, dtype=np.float64)
-    if y.ndim == 1:
-        y, p = y[:, None], p[:, None]
-    if y.shape != p.shape:
-        raise ValueError(f"labels {y.shape} and probabilities {p.shape} must have the same shape (N, C)")
-    return y, p
-
-
-def per_label_auroc(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """AUROC per column of ``labels``/``probs`` (N, C) → (C,); NaN where a column has one class only.
-
-    Rank-based (Mann–Whitney U with mid-ranks for ties), vectorised over labels.
-    """
-    y, p = _as_arrays(labels, probs)
-    n_pos = y.sum(0).astype(np.float64)
-    n_neg = y.shape[0] - n_pos
-    ranks = rankdata(p, axis=0)
-    u = (ranks * y).sum(0) - n_pos * (n_pos + 1) / 2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = u / (n_pos * n_neg)
-    out[(n_pos == 0) | (n_neg == 0)] = np.nan
-    return out
-
-
-def macro_auroc(labels: np.ndarray, probs: np.ndarray) -> float:
-    """Mean AUROC over labels that have both positives and negatives (NaN if none)."""
-    aucs = per_label_auroc(labels, probs)
-    return float(np.nanmean(aucs)) if np.isfinite(aucs).any() else float("nan")
+from ecgproto.metrics import label_arrays, per_label_auroc
 
 
 def weighted_auroc(labels: np.ndarray, probs: np.ndarray) -> float:
     """AUROC averaged over defined labels, weighted by each label's number of positives."""
-    y, _ = _as_arrays(labels, probs)
+    y, _ = label_arrays(labels, probs)
     return weighted_mean_rows(per_label_auroc(labels, probs)[None], y.sum(0)[None].astype(float))[0]
 
 
@@ -84,7 +53,7 @@ def auroc_weighted(labels: np.ndarray, probs: np.ndarray, weights: np.ndarray) -
     AUROC = P(score_pos > score_neg) + ½ P(tie) over weighted pairs; NaN where a
     resample has no positive or no negative of a label.
     """
-    y, p = _as_arrays(labels, probs)
+    y, p = label_arrays(labels, probs)
     w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
     out = np.full((w.shape[0], y.shape[1]), np.nan)
     for c in range(y.shape[1]):
@@ -107,7 +76,7 @@ def average_precision_weighted(labels: np.ndarray, probs: np.ndarray, weights: n
 
     NaN where a resample has no positive of a label.
     """
-    y, p = _as_arrays(labels, probs)
+    y, p = label_arrays(labels, probs)
     w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
     out = np.full((w.shape[0], y.shape[1]), np.nan)
     for c in range(y.shape[1]):
@@ -127,13 +96,13 @@ def average_precision_weighted(labels: np.ndarray, probs: np.ndarray, weights: n
 
 def per_label_auprc(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """Average precision per label (N, C) → (C,); NaN for a label without positives."""
-    y, _ = _as_arrays(labels, probs)
+    y, _ = label_arrays(labels, probs)
     return average_precision_weighted(labels, probs, np.ones((1, y.shape[0])))[0]
 
 
 def brier_weighted(labels: np.ndarray, probs: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Per-label Brier score (mean squared error of the probability) under ``weights`` (B, N) → (B, C)."""
-    y, p = _as_arrays(labels, probs)
+    y, p = label_arrays(labels, probs)
     w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
     with np.errstate(invalid="ignore", divide="ignore"):
         return (w @ (p - y) ** 2) / w.sum(1, keepdims=True)
@@ -141,7 +110,7 @@ def brier_weighted(labels: np.ndarray, probs: np.ndarray, weights: np.ndarray) -
 
 def per_label_brier(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """Brier score per label (N, C) → (C,)."""
-    y, _ = _as_arrays(labels, probs)
+    y, _ = label_arrays(labels, probs)
     return brier_weighted(labels, probs, np.ones((1, y.shape[0])))[0]
 
 
@@ -149,7 +118,7 @@ def confusion_weighted(
     labels: np.ndarray, probs: np.ndarray, thresholds: np.ndarray, weights: np.ndarray
 ) -> dict[str, np.ndarray]:
     """Weighted TP/FP/FN/TN counts per label at ``thresholds`` (C,) → each (B, C)."""
-    y, p = _as_arrays(labels, probs)
+    y, p = label_arrays(labels, probs)
     w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
     pred = p >= np.asarray(thresholds, dtype=np.float64)[None, :]
     return {
@@ -181,7 +150,7 @@ def per_label_threshold_metrics(
     labels: np.ndarray, probs: np.ndarray, thresholds: np.ndarray
 ) -> dict[str, np.ndarray]:
     """F1, sensitivity, specificity, PPV per label (N, C) at ``thresholds`` (C,) → each (C,)."""
-    y, _ = _as_arrays(labels, probs)
+    y, _ = label_arrays(labels, probs)
     out = threshold_metrics_weighted(labels, probs, thresholds, np.ones((1, y.shape[0])))
     return {k: v[0] for k, v in out.items()}
 
@@ -194,8 +163,14 @@ def fmax_weighted(
     For each threshold t on the grid 0, step, …, 1: precision is averaged over records
     with at least one label predicted (p >= t), recall over records with at least one
     true label; F(t) = 2PR/(P+R); Fmax = max_t F(t).
+
+    Records without any true label (scored under the ``keep_all`` convention) therefore count in
+    precision whenever something is predicted for them (each such prediction is a false
+    positive) and never in recall (undefined for them). Under ``drop_unlabeled`` (the PTB-XL
+    benchmark, where Fmax comes from) they are not scored, so both averages run over the same
+    records and this is the benchmark's definition.
     """
-    y, p = _as_arrays(labels, probs)
+    y, p = label_arrays(labels, probs)
     w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
     grid = np.round(np.arange(0.0, 1.0 + step / 2, step), 10)
     n_true = y.sum(1)
@@ -221,6 +196,6 @@ def fmax_weighted(
 
 def fmax(labels: np.ndarray, probs: np.ndarray, step: float = 0.01) -> tuple[float, float]:
     """Sample-centric Fmax over (N, C) labels/probabilities → (Fmax, best threshold)."""
-    y, _ = _as_arrays(labels, probs)
+    y, _ = label_arrays(labels, probs)
     f, t = fmax_weighted(labels, probs, np.ones((1, y.shape[0])), step)
     return float(f[0]), float(t[0])

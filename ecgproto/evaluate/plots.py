@@ -24,7 +24,7 @@ GROUP_COLORS = {"rhythm": "#1f77b4", "morphology": "#d62728", "global": "#2ca02c
 def png(fig: Figure, dpi: int = DPI) -> bytes:
     """Encode ``fig`` as PNG and close it."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")  # no tick label or legend clipped
     plt.close(fig)
     return buf.getvalue()
 
@@ -132,19 +132,24 @@ def reliability_grid(tables: dict[str, pd.DataFrame]) -> bytes:
     return png(fig)
 
 
-def subgroup_plot(subgroups: pd.DataFrame, overall: float) -> bytes:
-    """Macro AUROC per subgroup with intervals; the overall value as a vertical line."""
+def subgroup_plot(subgroups: pd.DataFrame, overall: float, min_records: int = 20) -> bytes:
+    """Macro AUROC per subgroup with intervals; the overall value as a vertical line. Subgroups with
+    fewer than ``min_records`` records are hollow points without an interval."""
     d = subgroups[subgroups["n_records"] > 0].reset_index(drop=True)
     n = len(d)
     fig, ax = plt.subplots(figsize=(7, max(2.5, 0.28 * n + 1.0)))
     y = np.arange(n)[::-1]
     v = d["macro_auroc"].to_numpy(dtype=float) if "macro_auroc" in d else np.full(n, np.nan)
+    large = d["n_records"].to_numpy() >= min_records
     if "macro_auroc_lo" in d:
         lo, hi = d["macro_auroc_lo"].to_numpy(dtype=float), d["macro_auroc_hi"].to_numpy(dtype=float)
-        ok = np.isfinite(lo) & np.isfinite(hi)
+        ok = np.isfinite(lo) & np.isfinite(hi) & large
         ax.hlines(y[ok], lo[ok], hi[ok], lw=1.4, color="#1f77b4", alpha=0.7)
     ok = np.isfinite(v)
-    ax.scatter(v[ok], y[ok], s=18, color="#1f77b4", zorder=3)
+    ax.scatter(v[ok & large], y[ok & large], s=18, color="#1f77b4", zorder=3)
+    if (ok & ~large).any():
+        ax.scatter(v[ok & ~large], y[ok & ~large], s=18, facecolors="none", edgecolors="#1f77b4", zorder=3,
+                   label=f"N < {min_records}: no interval")
     for yy in y[~ok]:
         ax.text(0.01, yy, "undefined", va="center", fontsize=7, color="#999999", transform=ax.get_yaxis_transform())
     if np.isfinite(overall):
@@ -154,7 +159,7 @@ def subgroup_plot(subgroups: pd.DataFrame, overall: float) -> bytes:
     ax.set_yticklabels([f"{r.variable}: {r.level} (N={r.n_records})" for r in d.itertuples()], fontsize=7)
     ax.set_xlabel("macro AUROC (fused, all labels)")
     lo_x = np.nanmin(np.r_[v[ok], overall]) if ok.any() else 0.5
-    ax.set_xlim(max(0.0, lo_x - 0.1), 1.0)
+    ax.set_xlim(max(0.0, lo_x - 0.1), 1.005)  # a point at 1.0 stays whole
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return png(fig)

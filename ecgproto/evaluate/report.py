@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,11 @@ import pandas as pd
 
 from ecgproto.data.labels import all_labels
 from ecgproto.evaluate import plots
-from ecgproto.evaluate.calibration import expected_calibration_error
+from ecgproto.evaluate.bootstrap import TOO_FEW_TEXT
+from ecgproto.evaluate.calibration import calibration_fit, expected_calibration_error
 from ecgproto.evaluate.evaluation import Evaluation
-from ecgproto.evaluate.tasks import output_codes
-from ecgproto.atomic import write_text_atomic
+from ecgproto.evaluate.tasks import output_codes, record_mask
+from ecgproto.atomic import write_atomic, write_text_atomic
 from ecgproto.explain.html import esc, png_data_uri
 
 REPORT_FILES = {
@@ -50,7 +50,7 @@ tr.undef td{color:#888;background:#fafafa}tr.few td{background:#fff8e6}
 .note{background:#fff6dd;border-left:4px solid #e0a800;padding:.4em .8em;margin:.6em 0}
 figure{margin:.8em 0}figure img{max-width:100%;border:1px solid #ddd}figcaption{font-size:.85em;color:#444}
 .gallery{display:flex;flex-wrap:wrap;gap:.6em}.gallery figure{width:380px}
-details{margin:.6em 0}summary{cursor:pointer;font-weight:600}
+details{margin:.6em 0}summary{cursor:pointer;font-weight:600}.wide{overflow-x:auto;max-width:100%}
 """
 
 
@@ -102,7 +102,8 @@ def _ci(row: Any, m: str, d: int = 3) -> str:
         return "undefined"
     lo, hi = row.get(f"{m}_lo", np.nan), row.get(f"{m}_hi", np.nan)
     if lo is None or not (math.isfinite(float(lo)) and math.isfinite(float(hi))):
-        return f"{v:.{d}f}"
+        too_few = row.get("ci_too_few") in (True,)  # True or numpy True; a missing column reads NaN
+        return f"{v:.{d}f} [{TOO_FEW_TEXT}]" if too_few else f"{v:.{d}f}"
     return f"{v:.{d}f} [{lo:.{d}f}, {hi:.{d}f}]"
 
 
@@ -114,7 +115,7 @@ def _table(header: list[str], rows: list[list[str]], classes: list[str] | None =
         cells = "".join(
             f'<td class="num">{esc(c)}</td>' if _looks_numeric(c) else f"<td>{esc(c)}</td>" for c in r)
         body.append(f"<tr{cls}>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return (f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>')
 
 
 def _looks_numeric(text: str) -> bool:
@@ -143,12 +144,10 @@ def predictions_frame(ev: Evaluation, probs: dict[str, np.ndarray] | None = None
 
 
 def _atomic_frame(frame: pd.DataFrame, path: Path, kind: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
     if kind == "csv":
-        frame.to_csv(tmp, index=False)
+        write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
     else:
-        frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+        write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
 def write_report(ev: Evaluation, out_dir: str | Path, ctx: ReportContext | None = None) -> dict[str, Path]:
@@ -180,6 +179,7 @@ def write_report(ev: Evaluation, out_dir: str | Path, ctx: ReportContext | None 
         "comparison": _comparison_json(ev),
         "subgroups": ev.subgroups,
         "calibration": {k: v for k, v in ev.calibration.items()},
+        "calibration_fit": calibration_fits(ev),
         "prototype_quality": _prototype_json(ctx.prototype),
         "files": {k: v for k, v in REPORT_FILES.items() if k in written or k in ("report.html", "metrics.json")},
     }
@@ -370,18 +370,41 @@ def _per_label_section(ev: Evaluation) -> str:
     return "".join(parts)
 
 
+def _threshold_text(r: dict[str, Any]) -> str:
+    """The label's decision threshold, or why it has none: 'not trained' (no training positives) /
+    'never' (above every probability)."""
+    th = r.get("threshold", np.nan)
+    if r.get("threshold_rule") == "not_trained":
+        return "not trained"
+    if th is None or not math.isfinite(float(th)):
+        return "–"
+    return "never" if th > 1.0 else _num(th)
+
+
+def _counts_text(r: dict[str, Any]) -> str:
+    """'TP / FP / FN / TN' at the threshold ('–' without one)."""
+    if not all(isinstance(r.get(k), (int, float)) and math.isfinite(r[k]) for k in ("tp", "fp", "fn", "tn")):
+        return "–"
+    return " / ".join(str(int(r[k])) for k in ("tp", "fp", "fn", "tn"))
+
+
 def _label_table(d: pd.DataFrame) -> str:
     rows, classes = [], []
     for r in d.to_dict(orient="records"):
         undefined = not r["defined"]
         classes.append("undef" if undefined else ("few" if r["n_pos"] < 10 else ""))
-        rows.append([r["label"], r["group"], str(r["n_pos"]), str(r["n_neg"]), _ci(r, "auroc"), _ci(r, "auprc"),
-                     _num(r.get("threshold", np.nan)), _ci(r, "f1"), _ci(r, "sensitivity"), _ci(r, "specificity"),
-                     _num(r.get("brier", np.nan)), _num(r.get("ece", np.nan))])
-    header = ["label", "group", "n+", "n−", "AUROC", "AUPRC", "threshold", "F1", "sensitivity", "specificity",
-              "Brier", "ECE"]
-    return ("<p>Rows in grey: undefined (no positive or no negative among the scored records). "
-            "Rows in yellow: fewer than 10 positives (wide intervals, interpret with care).</p>"
+        reason = "not trained" if r.get("threshold_rule") == "not_trained" else "undefined"
+        scores = ([reason] + ["–"] * 6 if undefined else
+                  [_ci(r, "auroc"), _ci(r, "auprc"), _ci(r, "f1"), _ci(r, "sensitivity"), _ci(r, "specificity"),
+                   _num(r.get("brier", np.nan)), _num(r.get("ece", np.nan))])
+        rows.append([r["label"], r["group"], str(r["n_pos"]), str(r["n_neg"]), *scores[:2], _threshold_text(r),
+                     _counts_text(r), *scores[2:]])
+    header = ["label", "group", "n+", "n−", "AUROC", "AUPRC", "threshold", "TP / FP / FN / TN", "F1", "sensitivity",
+              "specificity", "Brier", "ECE"]
+    return ("<p>Rows in grey: undefined (no positive or no negative among the scored records), so no metric is "
+            "shown for them; \"not trained\": the label had no training positives either and is never predicted. "
+            "Rows in yellow: fewer than 10 positives (wide intervals, interpret with care). TP / FP / FN / TN: "
+            "records at the label's decision threshold.</p>"
             + _table(header, rows, classes))
 
 
@@ -403,29 +426,70 @@ def _curves_section(ev: Evaluation) -> str:
             + _figure(plots.curve_grid(y, p, names, "pr"), "Precision–recall curves"))
 
 
+def calibration_fits(ev: Evaluation) -> pd.DataFrame:
+    """Per reliability diagram (pooled, then the labels shown): predictions, ECE, calibration slope and
+    intercept (:func:`~ecgproto.evaluate.calibration.calibration_fit`) of the fused probabilities."""
+    p = ev.predictions
+    mask = record_mask(p.labels, ev.settings["convention"] == "drop_unlabeled")
+    y, prob = p.labels[mask], p.probs["fused"][mask]
+    codes = list(all_labels())
+    rows = []
+    for name, bins in ev.calibration.items():
+        cols = slice(None) if name not in codes else codes.index(name)
+        fit = calibration_fit(y[:, cols], prob[:, cols])
+        rows.append({"calibration": name, "n": int(fit["n"]), "ece": expected_calibration_error(bins),
+                     "slope": fit["slope"], "intercept": fit["intercept"]})
+    return pd.DataFrame(rows)
+
+
+def calibration_verdict(fit: dict[str, Any] | pd.Series) -> str:
+    """'intercept −2.01: probabilities too high on average; slope 1.16: spread too narrow' in words."""
+    a, b = float(fit["intercept"]), float(fit["slope"])
+    level = ("too high on average (over-prediction)" if a < -0.1 else "too low on average (under-prediction)"
+             if a > 0.1 else "right on average")
+    spread = ("not estimable" if not math.isfinite(b) else "too extreme (overconfident)" if b < 0.9 else
+              "too moderate (underconfident)" if b > 1.1 else "about right")
+    return f"intercept {_num(a, 2)}: probabilities {level}; slope {_num(b, 2)}: their spread {spread}"
+
+
 def _calibration_section(ev: Evaluation) -> str:
-    pooled = next(iter(ev.calibration.values()))
-    ece = expected_calibration_error(pooled)
+    fits = calibration_fits(ev)
+    pooled = fits.iloc[0]
+    rows = [[r["calibration"], str(r["n"]), _num(r["ece"]), _num(r["slope"], 2) if math.isfinite(r["slope"])
+             else "not estimable (classes separated)", _num(r["intercept"], 2)] for r in fits.to_dict("records")]
+    edges = sorted({float(lo) for b in ev.calibration.values() for lo in b["bin_lo"]})
+    bins = [[name] + [str(int(b.set_index("bin_lo")["count"].get(lo, 0))) for lo in edges]
+            for name, b in ev.calibration.items()]
+    width = edges[1] - edges[0] if len(edges) > 1 else 1.0
     return ("<h2>Calibration</h2>"
             f"<p>Reliability diagrams of the fused probabilities (uniform bins; marker area ∝ number of predictions). "
-            f"Expected calibration error pooled over all labels: {_num(ece)}. Pooled calibration is dominated by "
-            "the many easy negatives; per-label ECE is in the per-label table.</p>"
-            + _figure(plots.reliability_grid(ev.calibration), "Reliability diagrams"))
+            f"Pooled over all labels: ECE {_num(pooled['ece'])}, {esc(calibration_verdict(pooled))}. The slope is b of "
+            "y ~ a + b·logit(p) (1 = ideal, below 1 = overconfident); the intercept is a with the slope fixed at 1 "
+            "(0 = ideal, below 0 = probabilities too high on average). Pooled calibration is dominated by the many "
+            "easy negatives; per-label ECE is in the per-label table.</p>"
+            + _table(["reliability diagram", "predictions", "ECE", "slope", "intercept"], rows)
+            + _figure(plots.reliability_grid(ev.calibration), "Reliability diagrams")
+            + "<details><summary>Predictions per probability bin</summary>"
+            + _table(["diagram"] + [f"{lo:.1f}–{lo + width:.1f}" for lo in edges], bins) + "</details>")
 
 
 def _subgroup_section(ev: Evaluation) -> str:
     if ev.subgroups.empty:
         return "<h2>Subgroups</h2><p>No per-record information (sex, age, quality flags) was available.</p>"
     overall = ev.summary.loc[ev.summary["task"] == "fused:all71", "macro_auroc"]
-    fig = plots.subgroup_plot(ev.subgroups, float(overall.iloc[0]) if len(overall) else float("nan"))
+    min_n = int(ev.settings.get("subgroup_min_records", 20))
+    fig = plots.subgroup_plot(ev.subgroups, float(overall.iloc[0]) if len(overall) else float("nan"), min_n)
     rows = []
     for r in ev.subgroups.to_dict(orient="records"):
+        small = r["n_records"] < min_n and math.isfinite(float(r.get("macro_auroc", np.nan)))
+        auroc = f"{r['macro_auroc']:.3f} (N < {min_n}: no interval)" if small else _ci(r, "macro_auroc")
         rows.append([r["variable"], r["level"], str(r["n_records"]), str(r["n_patients"]),
-                     str(r.get("n_labels_defined", "–")), _ci(r, "macro_auroc"), _num(r.get("weighted_auroc", np.nan)),
+                     str(r.get("n_labels_defined", "–")), auroc, _num(r.get("weighted_auroc", np.nan)),
                      _num(r.get("macro_auprc", np.nan)), _num(r.get("fmax", np.nan)), _num(r.get("macro_brier", np.nan))])
     return ("<h2>Subgroups</h2><p>Fused model on all labels within each subgroup (same convention; intervals from "
             "the same patient resamples restricted to the subgroup). Macro AUROC averages over the labels defined "
-            "within the subgroup, so subgroups with fewer defined labels are not directly comparable.</p>"
+            "within the subgroup, so subgroups with fewer defined labels are not directly comparable. Subgroups "
+            f"with fewer than {min_n} records get no interval (hollow points): their estimates are anecdotes.</p>"
             + _figure(fig, "Macro AUROC by subgroup")
             + _table(["variable", "level", "records", "patients", "labels defined", "macro AUROC", "weighted AUROC",
                       "macro AUPRC", "Fmax", "macro Brier"], rows))
@@ -482,7 +546,7 @@ def _model_card(ev: Evaluation, ctx: ReportContext) -> str:
                        f"of {r['n_patients']} patients ({ctx.split} split).")
     sub_text = "not available"
     if not ev.subgroups.empty and "macro_auroc" in ev.subgroups:
-        min_n = max(20, int(0.05 * s["n_records"]))
+        min_n = max(int(s.get("subgroup_min_records", 20)), int(0.05 * s["n_records"]))
         sg = ev.subgroups.dropna(subset=["macro_auroc"])
         sg = sg[sg["n_records"] >= min_n]
         if len(sg):

@@ -20,6 +20,7 @@ import torch
 from ecgproto.config import Config, config_from_mapping
 from ecgproto.data.cache import CachedArchive, open_cache, prepare_cache
 from ecgproto.data.labels import GROUPS, all_labels, label_table
+from ecgproto.device import resolve_device
 from ecgproto.evaluate.compare import Comparison, paired_auroc_difference
 from ecgproto.evaluate.evaluation import Evaluation, Predictions, evaluate_predictions
 from ecgproto.evaluate.prototype_quality import (
@@ -30,8 +31,10 @@ from ecgproto.evaluate.prototype_quality import (
 from ecgproto.evaluate.report import ReportContext, write_report
 from ecgproto.evaluate.subgroups import QUALITY_FLAGS
 from ecgproto.evaluate.tasks import default_tasks, output_codes
-from ecgproto.evaluate.thresholds import threshold_table
+from ecgproto.model.thresholds import threshold_table
+from ecgproto.model.checkpoint import load_checkpoint
 from ecgproto.progress import progress
+from ecgproto.errors import InputNotFoundError, UserError
 
 SPLITS = ("train", "val", "test")
 NO_PROTOTYPES = "black-box twin: no prototypes"
@@ -44,18 +47,19 @@ def open_archive(data: str | Path, meta: dict[str, Any], cache_dir: str | None =
     """
     path = Path(data).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"DATA {path} does not exist; pass a PTB-XL-shaped folder or an `ecgproto prepare` cache")
+        raise InputNotFoundError(f"DATA {path} does not exist; pass a PTB-XL-shaped folder or an `ecgproto prepare` cache")
     train_cfg = config_from_mapping(meta["config"])
     if (path / "meta.json").is_file():
         archive = open_cache(path)
         settings = archive.meta.get("settings", {})
         expect = {"sampling_rate": int(meta["sampling_rate"]), "n_samples": int(meta["n_samples"]),
                   "highpass_hz": float((meta.get("highpass") or {}).get("cutoff_hz", train_cfg.data.highpass_hz)),
-                  "highpass_order": int((meta.get("highpass") or {}).get("order", train_cfg.data.highpass_order))}
+                  "highpass_order": int((meta.get("highpass") or {}).get("order", train_cfg.data.highpass_order)),
+                  "highpass_edge": str((meta.get("highpass") or {}).get("edge", train_cfg.data.highpass_edge))}
         wrong = {k: (settings.get(k), v) for k, v in expect.items() if settings.get(k) != v}
         if wrong:
             diff = ", ".join(f"{k}: cache {a} vs checkpoint {b}" for k, (a, b) in wrong.items())
-            raise ValueError(f"cache {path} was prepared with other settings than checkpoint expects ({diff}); "
+            raise UserError(f"cache {path} was prepared with other settings than checkpoint expects ({diff}); "
                              "pass the PTB-XL folder instead so it is prepared with the checkpoint's settings")
         return archive
     source = "synthetic" if not (path / "ptbxl_database.csv").is_file() and (path / "ptbxl" / "ptbxl_database.csv").is_file() else "ptbxl"
@@ -69,10 +73,12 @@ def _info(index: pd.DataFrame) -> pd.DataFrame:
     return index[cols].reset_index(drop=True)
 
 
-def _predict(model: torch.nn.Module, archive: CachedArchive, rows: np.ndarray, batch_size: int) -> Any:
+def _predict(model: torch.nn.Module, archive: CachedArchive, rows: np.ndarray, cfg: Config) -> Any:
+    """Predictions on ``rows`` with the batches on ``cfg.device`` (the model stays where it is)."""
     from ecgproto.model.inference import predict_arrays
 
-    return predict_arrays(model, archive.signals[rows], batch_size=batch_size)
+    return predict_arrays(model, archive.signals[rows], batch_size=cfg.evaluate.batch_size,
+                          device=resolve_device(cfg.device))
 
 
 @dataclass
@@ -88,11 +94,11 @@ class Thresholds:
 
 def _thresholds(model: torch.nn.Module, meta: dict[str, Any], archive: CachedArchive, cfg: Config,
                 split: str) -> Thresholds:
-    """Thresholds re-tuned on the validation split (rare-label rule: ``evaluate/thresholds.py``), else the checkpoint's."""
+    """Thresholds re-tuned on the validation split (rare-label rule: ``model/thresholds.py``), else the checkpoint's."""
     notes: list[str] = []
     val_rows, train_rows = archive.rows("val"), archive.rows("train")
     if cfg.evaluate.threshold_source == "validation" and len(val_rows):
-        val = _predict(model, archive, val_rows, cfg.evaluate.batch_size)
+        val = _predict(model, archive, val_rows, cfg)
         y = archive.labels[val_rows]
         y_train = archive.labels[train_rows] if len(train_rows) else None
         outputs = {"fused": (val.probs, np.arange(len(all_labels()))),
@@ -182,10 +188,10 @@ def _gallery(meta: dict[str, Any], archive: CachedArchive, labels: np.ndarray, c
         highlight = None if (ws <= 0 and we >= n) else (ws, we)
         title = f"prototype {p['index']} · {p['branch']} · {p['class_code']} · source ecg_id {p['ecg_id']}"
         if row is None:
-            fig = plot_12lead(np.zeros((12, n), np.float32), fs, highlight=highlight, title=title, show_trace=False)
+            fig = plot_12lead(np.zeros((12, n), np.float32), fs, highlight=highlight, title=title, show_trace=False, layout="12x1")
             caption = f"{title} (source ECG not in this archive; window only)"
         else:
-            fig = plot_12lead(np.asarray(archive.signals[row]), fs, highlight=highlight, title=title)
+            fig = plot_12lead(np.asarray(archive.signals[row]), fs, highlight=highlight, title=title, layout="12x1")
             sim = p.get("similarity")
             caption = title + (f", projection similarity {sim:.3f}" if isinstance(sim, float) else "")
         out.append((figure_png_bytes(fig, dpi=45), caption))
@@ -208,16 +214,14 @@ def _model_summary(model: torch.nn.Module) -> str:
 def _compare(checkpoint: str | Path, other: str | Path, meta: dict[str, Any], archive: CachedArchive,
              rows: np.ndarray, pred: Predictions, model: torch.nn.Module, cfg: Config) -> Comparison:
     """Model ``other`` on the same records as ``pred``, paired with the evaluated model (same resamples)."""
-    from ecgproto.train.checkpoint import load_checkpoint
-
     model_b, meta_b = load_checkpoint(other)
     keys = ("sampling_rate", "n_samples", "highpass", "labels")
     differ = [k for k in keys if meta_b.get(k) != meta.get(k)]
     if differ:
         diff = ", ".join(f"{k}: {meta.get(k)} vs {meta_b.get(k)}" for k in differ)
-        raise ValueError(f"--compare {other}: its preprocessing or labels differ from {checkpoint} ({diff}); both "
+        raise UserError(f"--compare {other}: its preprocessing or labels differ from {checkpoint} ({diff}); both "
                          "models must read the same records the same way")
-    probs_b = _probs(_predict(model_b, archive, rows, cfg.evaluate.batch_size))
+    probs_b = _probs(_predict(model_b, archive, rows, cfg))
     outputs = [o for o in pred.probs if o in probs_b]
     table = paired_auroc_difference(pred.labels, pred.probs, probs_b, pred.patient_ids,
                                     default_tasks(outputs, cfg.evaluate.benchmark_sets), cfg.evaluate.n_bootstrap,
@@ -233,19 +237,18 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, out_dir: str |
     ``compare``: a second checkpoint (e.g. the black-box twin) scored on the same records; the
     report then has a paired comparison of macro AUROC (:func:`paired_auroc_difference`).
     """
-    from ecgproto.train.checkpoint import load_checkpoint
-
     if split not in SPLITS:
-        raise ValueError(f"--split must be one of {SPLITS}, got {split!r}")
+        raise UserError(f"--split must be one of {SPLITS}, got {split!r}")
+    resolve_device(cfg.device)  # an unavailable --device fails before any work
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
     model, meta = load_checkpoint(checkpoint)
     archive = open_archive(data, meta, cache_dir)
     rows = archive.rows(split)
     if len(rows) == 0:
-        raise ValueError(f"{data}: the {split} split is empty (folds per split come from the checkpoint's config); "
+        raise UserError(f"{data}: the {split} split is empty (folds per split come from the checkpoint's config); "
                          "choose another --split")
     th = _thresholds(model, meta, archive, cfg, split)
-    out = _predict(model, archive, rows, cfg.evaluate.batch_size)
+    out = _predict(model, archive, rows, cfg)
     index = archive.index.iloc[rows].reset_index(drop=True)
     pred = Predictions(index["ecg_id"].to_numpy(), index["patient_id"].to_numpy(), archive.labels[rows], _probs(out),
                        th.values, th.source, _info(index), th.rules)

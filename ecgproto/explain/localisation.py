@@ -114,21 +114,28 @@ def localisation_hits(
     )
 
 
-def correct_top_windows(table: pd.DataFrame, true_labels: np.ndarray, ecg_ids: np.ndarray, branch: str = "morphology") -> pd.DataFrame:
+SPANS = {"latent": ("window_start", "window_end"), "evidence": ("evidence_start", "evidence_end"),
+         "receptive_field": ("rf_start", "rf_end")}
+
+
+def correct_top_windows(table: pd.DataFrame, true_labels: np.ndarray, ecg_ids: np.ndarray, branch: str = "morphology",
+                        span: str = "latent") -> pd.DataFrame:
     """Highlighted window of the best-ranked ``branch`` prototype per correctly predicted label.
 
     ``table``: output of :func:`ecgproto.explain.report.explain_arrays` (record_index
     into ``true_labels`` (N, 71) and ``ecg_ids`` (N,)). Keeps rows with ``predicted`` and a
-    true label; returns ecg_id, label, window_start, window_end, leads, prototype, rank.
+    true label; returns ecg_id, label, window_start, window_end, leads, prototype, rank, where
+    the window is the ``span`` of :data:`SPANS` (latent steps, evidence window, receptive field).
     """
+    start, end = SPANS[span]
     t = table[(table["branch"] == branch) & table["predicted"].astype(bool)]
     truth = np.asarray(true_labels)[t["record_index"].to_numpy(int), t["label_index"].to_numpy(int)].astype(bool)
     t = t[truth].sort_values(["record_index", "label_index", "rank"], kind="stable")
     t = t.drop_duplicates(["record_index", "label_index"], keep="first")
     out = pd.DataFrame({
         "ecg_id": np.asarray(ecg_ids)[t["record_index"].to_numpy(int)],
-        "label": t["label"].to_numpy(), "window_start": t["window_start"].to_numpy(int),
-        "window_end": t["window_end"].to_numpy(int), "leads": t["leads"].to_numpy(),
+        "label": t["label"].to_numpy(), "window_start": t[start].to_numpy(int),
+        "window_end": t[end].to_numpy(int), "leads": t["leads"].to_numpy(),
         "prototype": t["prototype"].to_numpy(int), "rank": t["rank"].to_numpy(int),
     })
     return out.reset_index(drop=True)
@@ -150,7 +157,7 @@ def evaluate_localisation(
     *,
     folds: tuple[int, ...] | None = None,
     max_records: int | None = None,
-    k: int = 5,
+    k: int = 1,
     batch_size: int = 64,
 ) -> dict[str, object]:
     """Localisation of the top morphology prototype on a synthetic archive (``findings.csv`` ground truth).
@@ -193,6 +200,11 @@ def evaluate_localisation(
     ectopic = cases[cases["label"].isin(ECTOPIC_CODES)]
     per_code = {code: _rate_block(part) for code, part in cases.groupby("label")}
     win_len = (windows["window_end"] - windows["window_start"]).to_numpy(float) / prep.fs
+    drawn = {}
+    for span in ("evidence", "receptive_field"):
+        other = localisation_hits(correct_top_windows(table, truth, ecg_ids, span=span), findings, prep.fs, duration).cases
+        drawn[span] = {"all_localised": _rate_block(other),
+                       "ectopic_beats": _rate_block(other[other["label"].isin(ECTOPIC_CODES)])}
     return {
         "archive": str(index.root),
         "folds": list(folds),
@@ -203,7 +215,11 @@ def evaluate_localisation(
         "all_localised": _rate_block(cases),
         "ectopic_beats": _rate_block(ectopic),
         "per_code": per_code,
+        "drawn_windows": drawn,
         "definition": ("hit = the highlighted window of the best-ranked morphology prototype of a correctly predicted "
                        "morphology label intersects a findings.csv interval of that record and label; whole-record "
-                       "findings are excluded; chance = the same window length placed uniformly at random"),
+                       "findings are excluded; chance = the same window length placed uniformly at random. The "
+                       "top-level figures use the latent window (the prototype's latent steps); drawn_windows repeats "
+                       "them for the two bands the explanation figures draw: the evidence window (gradient x input) "
+                       "and the receptive field"),
     }

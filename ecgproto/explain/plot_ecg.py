@@ -1,11 +1,13 @@
-"""Standard printed 12-lead ECG layout (3×4 panels + 10 s lead II rhythm strip).
+"""Printed 12-lead ECG sheets: the standard 3×4 + rhythm strip, and 12×1 (every lead over 10 s).
 
 Paper coordinates are millimetres: x = 25 mm/s, y = 10 mm/mV, on a pink
 1 mm grid with bold 5 mm lines and a 1 mV × 0.2 s calibration pulse per row.
 Figures are sized so that one data unit is one physical millimetre (at any dpi).
-Panels: row 0 = I, aVR, V1, V4; row 1 = II, aVL, V2, V5; row 2 = III, aVF, V3, V6;
+``3x4``: row 0 = I, aVR, V1, V4; row 1 = II, aVL, V2, V5; row 2 = III, aVF, V3, V6;
 column k shows seconds [2.5k, 2.5(k+1)) of the record, so x-position is real time;
-row 3 is lead II over the full 10 s.
+row 3 is lead II over the full 10 s. A time window therefore falls on different leads
+in different columns: views that shade a window use ``12x1``, where one time window
+spans all 12 leads on a common time axis.
 
 Matplotlib is used without pyplot (``Figure`` + Agg canvas), so nothing is global
 and figures are garbage-collected like any object.
@@ -14,7 +16,6 @@ and figures are garbage-collected like any object.
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -26,6 +27,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+
+from ecgproto.atomic import write_bytes_atomic
 
 LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 PAPER_SPEED_MM_PER_S = 25.0
@@ -43,6 +46,8 @@ MARGIN_RIGHT_MM = 5.0
 MARGIN_TOP_MM = 10.0  # title line
 MARGIN_BOTTOM_MM = 5.0
 DEFAULT_ROW_MM = 40.0
+STRIP_ROW_MM = 20.0  # row spacing of the 12x1 sheet
+LAYOUTS = ("3x4", "12x1")
 
 GRID_MINOR_COLOR = "#f6cccc"
 GRID_MAJOR_COLOR = "#e58c8c"
@@ -112,13 +117,22 @@ class PaperLayout:
 
 
 @lru_cache(maxsize=8)
-def paper_layout(row_mm: float = DEFAULT_ROW_MM) -> PaperLayout:
-    """The standard layout with ``row_mm`` millimetres between row baselines."""
+def paper_layout(row_mm: float | None = None, kind: str = "3x4") -> PaperLayout:
+    """The ``kind`` sheet (``3x4`` standard, ``12x1`` one 10 s row per lead) with ``row_mm``
+    millimetres between row baselines (default 40 mm for 3x4, 20 mm for 12x1)."""
+    if kind not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {kind!r}")
+    row_mm = (DEFAULT_ROW_MM if kind == "3x4" else STRIP_ROW_MM) if row_mm is None else float(row_mm)
     if row_mm <= 0:
         raise ValueError(f"row_mm must be positive, got {row_mm}")
+    width = MARGIN_LEFT_MM + STRIP_SECONDS * PAPER_SPEED_MM_PER_S + MARGIN_RIGHT_MM
+    if kind == "12x1":
+        height = MARGIN_BOTTOM_MM + len(LEADS) * row_mm + MARGIN_TOP_MM
+        panels = [Panel(lead, r, 0, 0.0, STRIP_SECONDS, MARGIN_LEFT_MM, height - MARGIN_TOP_MM - (r + 0.5) * row_mm)
+                  for r, lead in enumerate(LEADS)]
+        return PaperLayout(tuple(panels), width, height, row_mm)
     n_rows = len(LAYOUT_ROWS) + 1
     height = MARGIN_BOTTOM_MM + n_rows * row_mm + MARGIN_TOP_MM
-    width = MARGIN_LEFT_MM + STRIP_SECONDS * PAPER_SPEED_MM_PER_S + MARGIN_RIGHT_MM
     panels = []
     for r, row in enumerate(LAYOUT_ROWS):
         baseline = height - MARGIN_TOP_MM - (r + 0.5) * row_mm
@@ -174,12 +188,13 @@ def _trace_segments(sig: np.ndarray, fs: float, layout: PaperLayout) -> list[np.
     return segs
 
 
-def new_paper_figure(n_sheets: int = 1, row_mm: float = DEFAULT_ROW_MM, gap_mm: float = 8.0, title_mm: float = 0.0) -> tuple[Figure, list[Axes]]:
+def new_paper_figure(n_sheets: int = 1, row_mm: float | None = None, gap_mm: float = 8.0, title_mm: float = 0.0,
+                     layout_kind: str = "3x4") -> tuple[Figure, list[Axes]]:
     """A figure with ``n_sheets`` 12-lead sheets side by side, 1 data unit = 1 mm.
 
     ``title_mm`` reserves a strip on top for a figure title (``fig.suptitle``).
     """
-    layout = paper_layout(row_mm)
+    layout = paper_layout(row_mm, layout_kind)
     w = n_sheets * layout.width_mm + (n_sheets - 1) * gap_mm
     h = layout.height_mm + title_mm
     fig = Figure(figsize=(w / 25.4, h / 25.4))
@@ -210,14 +225,17 @@ def plot_12lead(
     highlight_leads: Sequence[str] | None = None,
     title: str = "",
     ax: Axes | None = None,
-    row_mm: float = DEFAULT_ROW_MM,
+    row_mm: float | None = None,
     show_trace: bool = True,
+    layout: str = "3x4",
 ) -> Figure:
-    """Draw a (12, T) mV signal at ``fs`` Hz on the standard 3×4 + rhythm-strip layout.
+    """Draw a (12, T) mV signal at ``fs`` Hz on the ``layout`` sheet (``3x4`` + rhythm strip, or ``12x1``).
 
     ``highlight`` = sample range [start, end) shaded with a translucent band on every
     panel it falls in (only ``highlight_leads``' panels, whose names are then also
-    coloured, when given; the rhythm strip always). ``ax``: draw into an existing axes
+    coloured, when given; the rhythm strip always). On ``3x4`` each column prints other
+    leads, so a window is shaded only on the leads printed at those seconds; use ``12x1``
+    to shade a window across every lead. ``ax``: draw into an existing axes
     (its size decides the physical scale); otherwise a new figure at 1 unit = 1 mm.
     ``show_trace=False`` draws the empty sheet (used when a source ECG is unavailable).
     Only the first 10 s are shown. Returns the figure.
@@ -227,9 +245,10 @@ def plot_12lead(
         unknown = [lead for lead in highlight_leads if lead not in LEADS]
         if unknown:
             raise ValueError(f"unknown highlight leads {unknown}; expected names from {LEADS}")
-    layout = paper_layout(row_mm)
+    kind = layout
+    layout = paper_layout(row_mm, kind)
     if ax is None:
-        fig, (ax,) = new_paper_figure(1, row_mm)
+        fig, (ax,) = new_paper_figure(1, row_mm, layout_kind=kind)
     else:
         fig = ax.figure
     draw_paper(ax, layout)
@@ -260,54 +279,23 @@ def plot_12lead(
     return fig
 
 
-def plot_prototype_pair(
-    test_signal: np.ndarray,
-    proto_signal: np.ndarray | None,
-    fs: float,
-    *,
-    test_highlight: tuple[int, int] | None = None,
-    proto_highlight: tuple[int, int] | None = None,
-    highlight_leads: Sequence[str] | None = None,
-    proto_highlight_leads: Sequence[str] | None = None,
-    test_title: str = "",
-    proto_title: str = "",
-    title: str = "",
-    row_mm: float = DEFAULT_ROW_MM,
-) -> Figure:
-    """Test ECG (left) beside the prototype's source training ECG (right).
-
-    Both (12, T) mV at ``fs`` Hz; each gets its matching window highlighted (leads:
-    ``highlight_leads`` on the test sheet, ``proto_highlight_leads`` — default the same —
-    on the prototype's). When
-    ``proto_signal`` is None (source ECG unavailable) the right sheet shows only the
-    prototype window on an empty grid, and ``proto_title`` should say why.
-    """
-    title_mm = 8.0 if title else 0.0
-    fig, (ax_test, ax_proto) = new_paper_figure(2, row_mm, title_mm=title_mm)
-    plot_12lead(test_signal, fs, highlight=test_highlight, highlight_leads=highlight_leads, title=test_title, ax=ax_test, row_mm=row_mm)
-    shown = proto_signal if proto_signal is not None else np.zeros((len(LEADS), 1), np.float32)
-    proto_leads = highlight_leads if proto_highlight_leads is None else proto_highlight_leads
-    plot_12lead(shown, fs, highlight=proto_highlight, highlight_leads=proto_leads, title=proto_title,
-                ax=ax_proto, row_mm=row_mm, show_trace=proto_signal is not None)
-    if title:
-        h_in = fig.get_figheight()
-        fig.suptitle(title, fontsize=9, y=1.0 - 0.5 * (title_mm / 25.4) / h_in, va="center")
-    return fig
-
-
-def figure_png_bytes(fig: Figure, dpi: int = 100) -> bytes:
-    """PNG encoding of ``fig`` (Agg)."""
+def figure_png_bytes(fig: Figure, dpi: int = 100, colors: int | None = 64) -> bytes:
+    """PNG encoding of ``fig`` (Agg); ``colors`` quantises to a palette (about 4x smaller
+    for ECG sheets, whose few inks are kept exactly enough to read), None keeps full RGBA."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
-    return buf.getvalue()
+    if colors is None:
+        return buf.getvalue()
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(buf.getvalue())).convert("RGB").quantize(colors=colors, method=Image.Quantize.MEDIANCUT)
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=True)
+    return out.getvalue()
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> bytes:
-    """Write ``fig`` as PNG atomically (temp file + ``os.replace``); returns the bytes."""
+    """Write ``fig`` as PNG atomically; returns the bytes."""
     data = figure_png_bytes(fig, dpi)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, data)
     return data

@@ -22,6 +22,7 @@ _COMMON_DEFAULTS: dict[str, Any] = {
     "lead_aware": False,
     "add_on_activation": "sigmoid",
     "last_layer_negative": -0.5,
+    "pretrained": "",
 }
 
 #: Reference-scale defaults per group (protoecgnet_reference.md §2, §3, §13).
@@ -67,6 +68,10 @@ class BranchConfig:
     proto_dim: channels of the add-on output; 0 = the backbone's channel count (reference).
     similarity_scale: factor on the cosine (defaults 1 / 1 / 4; reference 1 / 13 / 4, see docs/readme/model.md).
     last_layer_negative: initial prototype→other-class weight (own class gets +1).
+    pretrained: "" (default: random initialisation) or the path of a local torchvision ResNet-18/34
+    ImageNet state dict (e.g. ``resnet18-f37072fd.pth``) whose bn1 and layers 1–4 initialise a 2D
+    branch at base_width 64 (the reference; conv1 stays random there too); ``"imagenet"`` raises
+    NotImplementedError (ecgproto never downloads weights). See ``ecgproto.model.pretrained``.
     """
 
     kind: Literal["1d", "2d"] | None = None
@@ -82,6 +87,7 @@ class BranchConfig:
     similarity_scale: float | None = None
     last_layer_negative: float | None = None
     dropout: float | None = None
+    pretrained: str | None = None
 
     def resolved(self, group: str) -> BranchConfig:
         """Copy with every unset field filled from ``GROUP_DEFAULTS[group]``, validated."""
@@ -116,6 +122,9 @@ class BranchConfig:
                 )
         elif not self.backbone.endswith("_2d"):
             raise ValueError(f"{where}: kind '2d' needs a resnet*_2d backbone, got {self.backbone!r}")
+        if self.pretrained and (self.kind != "2d" or self.lead_aware or self.base_width != 64):
+            raise ValueError(f"{where}.pretrained: ImageNet weights fit a 2d branch with base_width 64 and "
+                             "lead_aware false only (the reference's torchvision ResNet)")
 
 
 def _default_branches() -> dict[str, BranchConfig]:
@@ -143,14 +152,25 @@ class FusionConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Weights of each loss term (0 switches a term off) and their options."""
+    """Weights of each loss term (0 switches a term off) and their options (ecgproto.model.losses).
+
+    Each option's second value is the reference's rule (protoecgnet_reference.md §1.4, §4):
+    pos_weight_rule "records" (N − n_c)/n_c or "label_sum" (Σ_k n_k − n_c)/n_c, capped at
+    pos_weight_cap (0 = uncapped); cluster_separation "per_sample" (masks per sample) or
+    "reference" (per sample × class, zeros in the max, mean over B×C); diversity_scope "class"
+    or "all" prototype pairs; contrastive_pairs "different_class" or "all" (same-class pairs
+    and j = k attracted too).
+    """
 
     pos_weight_cap: float = 100.0
+    pos_weight_rule: Literal["records", "label_sum"] = "records"
     clustering: float = 0.004
     separation: float = 0.0004
+    cluster_separation: Literal["per_sample", "reference"] = "per_sample"
     diversity: float = 250.0
     diversity_scope: Literal["class", "all"] = "class"
     contrastive: float = 300.0
+    contrastive_pairs: Literal["different_class", "all"] = "different_class"
     l1_last_layer: float = 1e-4
     l1_fusion: float = 1e-4
 

@@ -28,35 +28,40 @@ class Prediction:
     best_windows: dict[str, np.ndarray]
 
 
-def predict_arrays(model: ProtoECGNet, signals: np.ndarray, batch_size: int = 256) -> Prediction:
+def predict_arrays(model: ProtoECGNet, signals: np.ndarray, batch_size: int = 256,
+                   device: torch.device | str | None = None) -> Prediction:
     """Run ``model`` on signals (N, 12, n_samples) float mV (memmap is fine) in eval mode, no grad.
 
-    The model's train/eval mode is restored afterwards.
+    ``device``: where the batches run (None = the model's device); the model is moved there for
+    the call. The model's train/eval mode and device are restored afterwards.
     """
     if signals.ndim != 3 or signals.shape[1] != 12:
         raise ValueError(f"signals must be shaped (N, 12, T), got {tuple(signals.shape)}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     n = signals.shape[0]
-    device = next(model.parameters()).device
+    home = next(model.parameters()).device
+    device = home if device is None else torch.device(device)
     groups = list(model.branches)
     probs, sims = [], []
     branch_probs: dict[str, list[np.ndarray]] = {g: [] for g in groups}
     best: dict[str, list[np.ndarray]] = {g: [] for g in groups}
     was_training = model.training
     model.eval()
+    model.to(device)
     try:
         with torch.no_grad():
             starts = range(0, n, batch_size)
             for start in progress(starts, desc="predict", total=len(starts), unit="batch"):
                 batch = np.ascontiguousarray(signals[start:start + batch_size], dtype=np.float32)
-                out = model(torch.from_numpy(batch).to(device))
+                out = model(torch.from_numpy(batch).to(device, non_blocking=True))
                 probs.append(torch.sigmoid(out.logits).cpu().numpy())
                 sims.append(out.similarities.cpu().numpy())
                 for g in groups:
                     branch_probs[g].append(torch.sigmoid(out.branch[g].logits).cpu().numpy())
                     best[g].append(out.branch[g].window_similarities.argmax(dim=-1).cpu().numpy())
     finally:
+        model.to(home)
         model.train(was_training)
 
     def cat(parts: list[np.ndarray], width: int, dtype) -> np.ndarray:

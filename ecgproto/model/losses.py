@@ -2,27 +2,29 @@
 
 Notation: similarities s (B, P) pooled per prototype, targets y (B, C) in {0, 1},
 prototype class identity I (P, C) one-hot (every prototype belongs to exactly one class).
+Every term has the reference's rule as an option (``LossConfig``; configs/protoecgnet_reference.yaml
+selects them all); the defaults are ecgproto's, measured in reports/benchmarks/ablation.md.
 
 - ``bce_loss``: mean binary cross-entropy with logits over B×C with ``pos_weight``.
-- ``pos_weight_from_labels``: (N − n_c)/n_c from training counts, capped at ``cap``
-  (the reference used (Σ_k n_k − n_c)/n_c, uncapped, inf for n_c = 0); a class with no
-  training positive gets 1.
-- ``clustering_loss``: −mean over samples with ≥1 positive class of
-  max_{j: class(j) positive} s_bj. Samples without any positive class in the branch are
-  excluded (they have no prototype to be pulled towards; the reference averaged zeros in);
-  a batch without such samples gives 0.
-- ``separation_loss``: mean over samples with ≥1 negative class of
-  max_{j: class(j) negative} s_bj (the reference also penalised the sample's other true
-  classes' prototypes).
+- ``pos_weight_from_labels``: rule "records" (default) (N − n_c)/n_c; rule "label_sum"
+  (reference §1.4) (Σ_k n_k − n_c)/n_c; capped at ``cap`` (0 = uncapped, the reference). A class
+  with no training positive gets 1 under both rules (the reference gave inf, a NaN loss).
+- ``clustering_loss`` / ``separation_loss``, rule "per_sample" (default): −mean over samples
+  with ≥1 positive class of max_{j: class(j) positive} s_bj; mean over samples with ≥1 negative
+  class of max_{j: class(j) negative} s_bj (samples without such a class are left out; a batch
+  without any gives 0). Rule "reference" (§4.3): masks per (sample, class) M⁺_bjc = I_jc·y_bc,
+  M⁻ = 1 − M⁺; A±_bc = max_j s_bj·M±_bjc (masked entries are 0 and take part in the max);
+  clustering = −mean_{b,c} A⁺_bc, separation = mean_{b,c} A⁻_bc (diluted clustering; the
+  separation also hits the sample's other true classes' prototypes).
 - ``diversity_loss``: orthogonality of L2-normalised prototypes. scope "class" (default):
   mean over classes of ‖P̂_c P̂_cᵀ − I_K‖²_F / K² among each class's K prototypes; scope
-  "all" (reference): ‖P̂P̂ᵀ − I_P‖²_F / P² over all prototypes.
+  "all" (reference §4.5): ‖P̂P̂ᵀ − I_P‖²_F / P² over all prototypes.
 - ``contrastive_loss``: with the class co-occurrence L (C, C) (``jaccard_cooccurrence``) and
-  cosine matrix S = P̂P̂ᵀ, over pairs of prototypes of *different*
-  classes: M_pos[j,k] = L[c(j), c(k)], M_neg[j,k] = 1 − L[c(j), c(k)], each normalised to
-  sum 1; loss = −(Σ S⊙M̃_pos − Σ S⊙M̃_neg)/√P. The reference also put same-class pairs
-  (and j = k) in M_pos with weight 1, which fights the diversity term; here same-class
-  pairs are left to the diversity term alone.
+  cosine matrix S = P̂P̂ᵀ: M_pos[j,k] = L[c(j), c(k)], M_neg = 1 − M_pos, each normalised to
+  sum 1 (+1e-6); loss = −(Σ S⊙M̃_pos − Σ S⊙M̃_neg)/√P. pairs "different_class" (default): only
+  pairs of prototypes of different classes (same-class pairs are left to the diversity term);
+  pairs "all" (reference §4.6): every pair including same-class pairs and j = k, S clamped to
+  ±(1 − 1e-6) — the attraction of same-class pairs then fights the diversity term.
 - ``last_layer_l1``: Σ |W_cj|(1 − I_jc) (off-class connections of the last layer).
 """
 
@@ -51,12 +53,20 @@ def jaccard_cooccurrence(labels: np.ndarray | torch.Tensor) -> np.ndarray:
     return (inter / np.maximum(union, 1e-6)).astype(np.float32)
 
 
-def pos_weight_from_labels(labels: np.ndarray | torch.Tensor, cap: float) -> torch.Tensor:
-    """Training labels (N, C) → BCE pos_weight (C,) = min((N − n_c)/n_c, cap); 1 where n_c = 0."""
+def pos_weight_from_labels(labels: np.ndarray | torch.Tensor, cap: float, rule: str = "records") -> torch.Tensor:
+    """Training labels (N, C) → BCE pos_weight (C,) = min((T − n_c)/n_c, cap) (cap 0 = none); 1 where n_c = 0.
+
+    T = N records (rule "records") or Σ_k n_k, the number of positive labels (rule "label_sum", the reference).
+    """
     y = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
     y = (y > 0).astype(np.float64)
-    n = y.shape[0]
     pos = y.sum(axis=0)
+    if rule == "records":
+        n = y.shape[0]
+    elif rule == "label_sum":
+        n = pos.sum()
+    else:
+        raise ValueError(f"unknown pos_weight rule {rule!r}; expected 'records' or 'label_sum'")
     with np.errstate(divide="ignore", invalid="ignore"):
         w = np.where(pos > 0, (n - pos) / np.maximum(pos, 1), 1.0)
     if cap > 0:
@@ -77,8 +87,23 @@ def _masked_max(similarities: torch.Tensor, mask: torch.Tensor) -> tuple[torch.T
     return torch.where(has, best, torch.zeros_like(best)), has
 
 
-def clustering_loss(similarities: torch.Tensor, targets: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
-    """−mean_b max_{j: class(j) ∈ positives(b)} s_bj over samples with a positive class (0 if none)."""
+def _reference_masked_max(similarities: torch.Tensor, targets: torch.Tensor, identity: torch.Tensor,
+                          positive: bool) -> torch.Tensor:
+    """Reference §4.3: A_bc = max_j s_bj·M_bjc with M⁺ = I_jc·y_bc (or M⁻ = 1 − M⁺) → (B, C)."""
+    mask = identity.to(similarities)[None, :, :] * targets.to(similarities)[:, None, :]  # (B, P, C)
+    if not positive:
+        mask = 1.0 - mask
+    return (similarities[:, :, None] * mask).amax(dim=1)
+
+
+def clustering_loss(similarities: torch.Tensor, targets: torch.Tensor, identity: torch.Tensor,
+                    rule: str = "per_sample") -> torch.Tensor:
+    """−mean_b max_{j: class(j) ∈ positives(b)} s_bj over samples with a positive class (0 if none);
+    rule "reference": −mean over B×C of max_j s_bj·I_jc·y_bc."""
+    if rule == "reference":
+        return -_reference_masked_max(similarities, targets, identity, True).mean()
+    if rule != "per_sample":
+        raise ValueError(f"unknown clustering/separation rule {rule!r}; expected 'per_sample' or 'reference'")
     own = (targets.float() @ identity.T) > 0  # (B, P): prototype belongs to a positive class
     best, has = _masked_max(similarities, own)
     if not bool(has.any()):
@@ -86,8 +111,14 @@ def clustering_loss(similarities: torch.Tensor, targets: torch.Tensor, identity:
     return -best[has].mean()
 
 
-def separation_loss(similarities: torch.Tensor, targets: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
-    """mean_b max_{j: class(j) ∉ positives(b)} s_bj over samples with a negative class (0 if none)."""
+def separation_loss(similarities: torch.Tensor, targets: torch.Tensor, identity: torch.Tensor,
+                    rule: str = "per_sample") -> torch.Tensor:
+    """mean_b max_{j: class(j) ∉ positives(b)} s_bj over samples with a negative class (0 if none);
+    rule "reference": mean over B×C of max_j s_bj·(1 − I_jc·y_bc)."""
+    if rule == "reference":
+        return _reference_masked_max(similarities, targets, identity, False).mean()
+    if rule != "per_sample":
+        raise ValueError(f"unknown clustering/separation rule {rule!r}; expected 'per_sample' or 'reference'")
     other = ((1.0 - targets.float()) @ identity.T) > 0
     best, has = _masked_max(similarities, other)
     if not bool(has.any()):
@@ -139,25 +170,39 @@ def diversity_loss(prototypes: torch.Tensor, identity: torch.Tensor, scope: str 
     return per_proto.sum() / n_classes
 
 
-def contrastive_loss(prototypes: torch.Tensor, identity: torch.Tensor, cooccurrence: torch.Tensor) -> torch.Tensor:
-    """Co-occurrence-weighted attraction/repulsion between prototypes of different classes (P, D) → scalar.
+def contrastive_loss(prototypes: torch.Tensor, identity: torch.Tensor, cooccurrence: torch.Tensor,
+                     pairs: str = "different_class") -> torch.Tensor:
+    """Co-occurrence-weighted attraction/repulsion between prototypes (P, D) → scalar.
 
-    The pair weights depend only on the two classes, so Σ_jk S_jk·L[c(j),c(k)] over different-class
-    pairs equals Σ_cc' L'_cc'·<m_c, m_c'> with class sums m_c = Σ_{j∈c} p̂_j and L' = L with a zero
-    diagonal: C²·D work instead of P²·D. (The reference clamps each cosine to ±(1 − 1e-6); that
-    only differs for exactly parallel prototypes, by ≤ 1e-6 per pair, and is not reproduced.)
+    ``pairs``: "different_class" (pairs of prototypes of different classes) or "all" (every pair
+    including same-class pairs and j = k, the reference). The pair weights depend only on the two
+    classes, so Σ_jk S_jk·L[c(j),c(k)] equals Σ_cc' L_cc'·<m_c, m_c'> with class sums
+    m_c = Σ_{j∈c} p̂_j: C²·D work instead of P²·D. Under "all" the reference's clamp of S to
+    ±(1 − 1e-6) is applied to the diagonal (j = k) exactly; off the diagonal it only differs for
+    exactly parallel prototypes, by ≤ 1e-6 per pair, and is not reproduced. Under
+    "different_class" no cosine is clamped.
     """
+    if pairs not in ("different_class", "all"):
+        raise ValueError(f"unknown contrastive pairs {pairs!r}; expected 'different_class' or 'all'")
     p_hat = _normalized(prototypes)
     ident = identity.to(p_hat)
     co = cooccurrence.to(p_hat)
-    off_diag = 1.0 - torch.eye(co.shape[0], device=co.device, dtype=co.dtype)
+    keep = torch.ones_like(co)
+    if pairs == "different_class":
+        keep = keep - torch.eye(co.shape[0], device=co.device, dtype=co.dtype)
     sums = ident.T @ p_hat  # (C, D) class sums of normalised prototypes
     dots = sums @ sums.T  # (C, C): Σ_{j∈c, k∈c'} cos(p_j, p_k)
     counts = ident.sum(dim=0)
-    pairs = counts[:, None] * counts[None, :] * off_diag  # number of prototype pairs per class pair
-    pos_w, neg_w = co * off_diag, (1.0 - co) * off_diag
-    pos = (dots * pos_w).sum() / ((pairs * pos_w).sum() + 1e-6)
-    neg = (dots * neg_w).sum() / ((pairs * neg_w).sum() + 1e-6)
+    n_pairs = counts[:, None] * counts[None, :] * keep  # number of prototype pairs per class pair
+    pos_w, neg_w = co * keep, (1.0 - co) * keep
+    pos_num, neg_num = (dots * pos_w).sum(), (dots * neg_w).sum()
+    if pairs == "all":  # reference clamp of S_jj = 1 to 1 − 1e-6, weighted by M_pos[j,j] / M_neg[j,j]
+        excess = (p_hat * p_hat).sum(dim=1).sub(1.0 - 1e-6).clamp(min=0)  # (P,)
+        own = (ident @ co * ident).sum(dim=1)  # L[c(j), c(j)]
+        pos_num = pos_num - (excess * own).sum()
+        neg_num = neg_num - (excess * (1.0 - own)).sum()
+    pos = pos_num / ((n_pairs * pos_w).sum() + 1e-6)
+    neg = neg_num / ((n_pairs * neg_w).sum() + 1e-6)
     return -(pos - neg) / math.sqrt(p_hat.shape[0])
 
 
@@ -208,11 +253,14 @@ class BranchLoss(nn.Module):
                 total = total + cfg.l1_last_layer * terms["l1_last_layer"]
         if stage == "joint":
             weighted = {
-                "clustering": (cfg.clustering, lambda: clustering_loss(similarities, targets, self.identity)),
-                "separation": (cfg.separation, lambda: separation_loss(similarities, targets, self.identity)),
+                "clustering": (cfg.clustering, lambda: clustering_loss(similarities, targets, self.identity,
+                                                                       cfg.cluster_separation)),
+                "separation": (cfg.separation, lambda: separation_loss(similarities, targets, self.identity,
+                                                                       cfg.cluster_separation)),
                 "diversity": (cfg.diversity, lambda: diversity_loss(prototypes, self.identity, cfg.diversity_scope)),
                 "contrastive": (cfg.contrastive,
-                                lambda: contrastive_loss(prototypes, self.identity, self.cooccurrence)),
+                                lambda: contrastive_loss(prototypes, self.identity, self.cooccurrence,
+                                                         cfg.contrastive_pairs)),
             }
             for name, (weight, fn) in weighted.items():
                 if weight > 0:

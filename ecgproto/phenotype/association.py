@@ -70,18 +70,21 @@ def associate(name: str, X: np.ndarray, info: pd.DataFrame, cohort: Cohort, cfg:
 
 def _refit_hits(table: pd.DataFrame, X: np.ndarray, cohort: Cohort, Z: np.ndarray, cfg: PhenotypeConfig,
                 groups: np.ndarray | None, p: int) -> pd.DataFrame:
-    """Full logistic (or Firth) refits of the smallest-p hits with q < cfg.q_threshold."""
+    """Full logistic (or Firth) refits of the smallest-p hits with q < cfg.q_threshold; odds ratios
+    per SD of the feature over the whole cohort (as the score screen standardises it), not over the
+    phecode's tested subset."""
     cols = {c: np.full(len(table), np.nan) for c in ("beta", "se", "or", "or_ci_low", "or_ci_high", "refit_p")}
     method = np.full(len(table), "", dtype=object)
     flag = np.full(len(table), "", dtype=object)
     conv = np.zeros(len(table), dtype=bool)
     hits = table.index[table["q_bh"] < cfg.q_threshold]
     hits = table.loc[hits].sort_values("p", kind="mergesort").index[: cfg.max_refits_per_family]
+    cohort_sd = X.std(axis=0)
     for i in hits:
         k, j = divmod(int(i), p)
         m = cohort.mask[:, k]
         r = refit_logit(X[m, j], cohort.Y[m, k], Z[m], groups=None if groups is None else groups[m],
-                        firth_below_cases=cfg.firth_below_cases)
+                        firth_below_cases=cfg.firth_below_cases, sd=cohort_sd[j])
         row = r.as_row()
         for c in cols:
             cols[c][i] = row[c]

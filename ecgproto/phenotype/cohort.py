@@ -12,13 +12,14 @@ import pandas as pd
 
 from ecgproto.phenotype.config import PhenotypeConfig
 from ecgproto.phenotype.phecodes import PhecodeMap, map_diagnoses
+from ecgproto.errors import UserError
 
 
 def require_columns(frame: pd.DataFrame, columns: list[str], source: str) -> None:
     """Raise a ValueError naming ``source`` and the missing columns."""
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise ValueError(f"{source}: missing column(s) {missing}; found {list(frame.columns)[:12]}")
+        raise UserError(f"{source}: missing column(s) {missing}; found {list(frame.columns)[:12]}")
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def _parse_times(frame: pd.DataFrame, cols: list[str], source: str) -> pd.DataFr
         try:
             frame[c] = pd.to_datetime(frame[c])
         except (ValueError, TypeError) as exc:
-            raise ValueError(f"{source}: column {c!r} has unparseable timestamps ({exc})") from exc
+            raise UserError(f"{source}: column {c!r} has unparseable timestamps ({exc})") from exc
     return frame
 
 
@@ -140,7 +141,7 @@ def build_cohort(ecgs: pd.DataFrame, patients: pd.DataFrame, admissions: pd.Data
     p = pats.reindex(units["subject_id"])
     units["age"] = (p["anchor_age"].to_numpy(np.float64)
                     + units["admittime"].dt.year.to_numpy() - p["anchor_year"].to_numpy(np.float64))
-    units["age_capped"] = p["anchor_age"].to_numpy(np.float64) >= 89
+    units["age_capped"] = p["anchor_age"].to_numpy(np.float64) > 89  # MIMIC records ages above 89 as 91
     units["sex"] = (p["gender"].astype(str).str.upper().str[0].to_numpy() == "M").astype(np.int8)
     units["n_ecgs_in_window"] = linked.groupby("hadm_id").size().reindex(units["hadm_id"]).to_numpy()
     flow["units"] = int(len(units))

@@ -4,6 +4,10 @@
 (a) the Šidák-adjusted best p per (family, phecode), 1 − (1 − p_min)^m, conservative for
 correlated features, and (b) the excess of the observed best −log10 p over its permutation
 null (feature rows shuffled against outcomes and covariates, same shuffles for all families).
+Under ``unit: admission`` the units are clustered by patient: the null then moves each
+patient's block of feature rows onto another patient with as many admissions (the clustering of
+features and of outcomes is kept, only their link is broken) and uses the same cluster-robust
+score test as the observed screen.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from ecgproto.phenotype.stats import score_screen
 REFERENCE = "prototype"
 
 
-def best_per_phecode(result: FamilyResult, cohort: Cohort) -> pd.DataFrame:
-    """One row per tested phecode: best feature, its p, Šidák-adjusted p and strength."""
+def best_per_phecode(result: FamilyResult, cohort: Cohort, q_threshold: float = 0.05) -> pd.DataFrame:
+    """One row per tested phecode: best feature, its p, Šidák-adjusted p, strength and the number of
+    features with q < ``q_threshold``."""
     p = result.screen.p
     m = np.isfinite(p).sum(1)
     filled = np.where(np.isfinite(p), p, np.inf)
@@ -35,28 +40,53 @@ def best_per_phecode(result: FamilyResult, cohort: Cohort) -> pd.DataFrame:
         "category": cohort.phecodes["category"].to_numpy(), "n_features": m, "best_feature": feat[j],
         "best_p": best, "sidak_p": sidak, "strength": -np.log10(np.maximum(sidak, 1e-300)),
         "best_mlog10p": -np.log10(np.maximum(best, 1e-300)),
-        "n_significant": (result.table["q_bh"].to_numpy().reshape(p.shape) < 0.05).sum(1),
+        "n_significant": (result.table["q_bh"].to_numpy().reshape(p.shape) < q_threshold).sum(1),
     })
 
 
+def cluster_permutation(groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Row permutation that moves each cluster's rows (in row order) onto a random other cluster of the
+    same size: ``X[perm]`` keeps every cluster's block of rows together. Singletons are shuffled freely."""
+    _, inv, sizes = np.unique(np.asarray(groups), return_inverse=True, return_counts=True)
+    inv = inv.ravel()
+    order = np.argsort(inv, kind="stable")  # rows grouped by cluster, in row order within a cluster
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    perm = np.empty(len(inv), dtype=np.int64)
+    for size in np.unique(sizes):
+        clusters = np.flatnonzero(sizes == size)
+        target = rng.permutation(clusters)
+        offsets = np.arange(size)
+        perm[order[starts[clusters][:, None] + offsets]] = order[starts[target][:, None] + offsets]
+    return perm
+
+
 def permutation_null(X_by_family: dict[str, np.ndarray], cohort: Cohort, n_perm: int, seed: int,
-                     dtype: type = np.float64) -> pd.DataFrame:
+                     dtype: type = np.float64, groups: np.ndarray | None = None,
+                     observed: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
     """Mean and 95th percentile of the best −log10 p per (family, phecode) under ``n_perm``
-    shuffles of the unit rows of every feature matrix (same shuffles for every family)."""
+    shuffles of the unit rows of every feature matrix (same shuffles for every family).
+
+    ``groups`` (n,) cluster ids (patients under ``unit: admission``): whole clusters are shuffled
+    (``cluster_permutation``) and every screen is cluster-robust, as the observed one. ``observed``
+    {family: (K,) observed best −log10 p} adds ``null_perm_p`` = (1 + #{null ≥ observed})/(1 + n_perm).
+    """
     Z, _ = cohort.covariates()
     rng = np.random.default_rng(seed)
     K = cohort.Y.shape[1]
     acc = {f: np.zeros((n_perm, K)) for f in X_by_family}
+    keep = {f: X.std(0) > 0 for f, X in X_by_family.items()}
     for b in range(n_perm):
-        perm = rng.permutation(len(cohort.units))
+        perm = rng.permutation(len(cohort.units)) if groups is None else cluster_permutation(groups, rng)
         for f, X in X_by_family.items():
-            keep = X.std(0) > 0
-            res = score_screen(X[perm][:, keep], cohort.Y, cohort.mask, Z, dtype=dtype)
-            acc[f][b] = -np.log10(np.maximum(res.p.min(1), 1e-300))
+            res = score_screen(X[perm][:, keep[f]], cohort.Y, cohort.mask, Z, dtype=dtype, groups=groups)
+            acc[f][b] = -np.log10(np.maximum(np.nanmin(res.p, axis=1), 1e-300))
     rows = []
     for f, a in acc.items():
-        rows.append(pd.DataFrame({"family": f, "phecode": cohort.phecodes["phecode"].to_numpy(),
-                                  "null_mean_best_mlog10p": a.mean(0), "null_q95_best_mlog10p": np.quantile(a, 0.95, axis=0)}))
+        frame = pd.DataFrame({"family": f, "phecode": cohort.phecodes["phecode"].to_numpy(),
+                              "null_mean_best_mlog10p": a.mean(0), "null_q95_best_mlog10p": np.quantile(a, 0.95, axis=0)})
+        if observed is not None and f in observed:
+            frame["null_perm_p"] = (1 + (a >= np.asarray(observed[f])[None, :] - 1e-12).sum(0)) / (1 + n_perm)
+        rows.append(frame)
     return pd.concat(rows, ignore_index=True)
 
 

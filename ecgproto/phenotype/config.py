@@ -8,6 +8,8 @@ from typing import Literal
 
 @dataclass(frozen=True)
 class PhenotypeConfig:
+    """Defaults follow ../shared/reference/phenotype_protocol.md §1.4 (docs/readme/phenotype.md)."""
+
     phecode_version: Literal["1.2", "X"] = "1.2"
     phecode_map: str = ""  # optional user PheTK/pyphewas-format map (empty = shipped table)
     tolerance_hours: float = 1.0  # ECG may precede coalesce(edregtime, admittime) by this much
@@ -21,9 +23,16 @@ class PhenotypeConfig:
     screen_dtype: Literal["float32", "float64"] = "float64"
     max_refits_per_family: int = 200  # hits (q < q_threshold, smallest p first) refitted in full
     firth_below_cases: int = 100  # Firth penalised refit when fewer cases (or separation)
-    min_concept_count: int = 10  # machine-statement concepts present in fewer ECGs are dropped
-    permutations: int = 20  # label shuffles for the family-size null of best-feature strength
+    # machine-statement concepts present in fewer of the cohort's analysed ECGs are dropped
+    # (None = min_cases, the protocol's rule)
+    min_concept_count: int | None = None
+    # shuffles for the family-size null of best-feature strength (protocol: 200-1,000); under
+    # unit "admission" whole patients are shuffled (see phenotype/compare.py)
+    permutations: int = 200
     distance_permutations: int = 10000  # shuffles of mixed/uniform labels (intra-class test)
+    # prototypes without a source ECG (never projected: latent vectors) are left out of the
+    # prototype and prototype-class families and the intra-class analysis unless this is true
+    include_latent_prototypes: bool = False
     auroc_phecodes: tuple[str, ...] = ("427.21", "428", "038", "994.2", "585")
     auroc_folds: int = 5
     auroc_bootstrap: int = 1000

@@ -9,26 +9,29 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ecgproto.model.checkpoint import load_checkpoint
+from ecgproto.errors import InputNotFoundError, UserError
+
 
 def read_scores(scores_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``scores.parquet`` and ``similarities.parquet`` from an ``ecgproto score`` output folder."""
     d = Path(scores_dir)
     if not d.is_dir():
-        raise FileNotFoundError(f"scores folder {d} does not exist; run `ecgproto score CHECKPOINT MIMIC_ROOT "
+        raise InputNotFoundError(f"scores folder {d} does not exist; run `ecgproto score CHECKPOINT MIMIC_ROOT "
                                 f"--out {d} --save-similarities` first")
     scores_path, sim_path = d / "scores.parquet", d / "similarities.parquet"
     if not scores_path.is_file():
-        raise FileNotFoundError(f"{scores_path} not found; is {d} an `ecgproto score` output folder?")
+        raise InputNotFoundError(f"{scores_path} not found; is {d} an `ecgproto score` output folder?")
     if not sim_path.is_file():
-        raise FileNotFoundError(f"{sim_path} not found; re-run `ecgproto score` with --save-similarities")
+        raise InputNotFoundError(f"{sim_path} not found; re-run `ecgproto score` with --save-similarities")
     scores = pd.read_parquet(scores_path)
     for col in ("record_id", "subject_id", "study_id", "status"):
         if col not in scores.columns:
-            raise ValueError(f"{scores_path}: missing column {col!r}; score a MIMIC-IV-ECG folder (record_list.csv) "
+            raise UserError(f"{scores_path}: missing column {col!r}; score a MIMIC-IV-ECG folder (record_list.csv) "
                              "so that subject_id and study_id are kept")
     sims = pd.read_parquet(sim_path)
     if "record_id" not in sims.columns:
-        raise ValueError(f"{sim_path}: missing column 'record_id'")
+        raise UserError(f"{sim_path}: missing column 'record_id'")
     return scores, sims
 
 
@@ -72,11 +75,7 @@ def read_checkpoint_prototypes(path: str | Path) -> CheckpointPrototypes:
     """Load a checkpoint and extract what the phenotype analysis needs about its prototypes."""
     import hashlib
 
-    from ecgproto.train.checkpoint import load_checkpoint
-
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found; give the .pt file written by `ecgproto train`")
     model, meta = load_checkpoint(path)
     table = model.prototype_table()
     prov = pd.DataFrame(meta.get("prototypes") or [])
@@ -117,7 +116,7 @@ def thumbnail_maker(protos: CheckpointPrototypes, source_data: str | Path | None
         has_span = "rf_start" in table.columns and pd.notna(row["rf_start"]) and pd.notna(row["rf_end"])
         span = (int(row["rf_start"]), int(row["rf_end"])) if has_span else None
         fig = plot_12lead(signal, fs, highlight=span, title=f"{feature_id} class {row['class_code']} "
-                          f"(source ecg_id {int(row['ecg_id'])})")
+                          f"(source ecg_id {int(row['ecg_id'])})", layout="12x1")
         png = figure_png_bytes(fig, dpi=60)
         plt.close(fig)
         return png

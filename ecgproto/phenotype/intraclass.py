@@ -32,26 +32,51 @@ def _pairwise_cosine(v: np.ndarray) -> np.ndarray:
     return 1.0 - u @ u.T
 
 
+def unique_sources(info: pd.DataFrame) -> np.ndarray:
+    """Bool (len(info),): the first prototype of each (branch, class, source ECG, window).
+
+    Prototypes projected onto the same window of the same ECG are the same latent vector with the
+    same hits; counting them more than once puts zero distances into their class's mean. Rows
+    without a source (latent prototypes, or no provenance recorded) are each kept.
+    """
+    if "ecg_id" not in info.columns:
+        return np.ones(len(info), dtype=bool)
+    window = info["window"] if "window" in info.columns else pd.Series(0, index=info.index)
+    key = pd.DataFrame({"b": info["branch"], "c": info["prototype_class"], "e": info["ecg_id"], "w": window})
+    has_source = info["ecg_id"].notna().to_numpy()
+    return ~key.duplicated().to_numpy() | ~has_source
+
+
 def intraclass_analysis(info: pd.DataFrame, vectors: dict[str, np.ndarray], hits: pd.DataFrame,
                         n_perm: int, seed: int) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """Mean pairwise cosine distance within each class, and mixed > uniform tests.
 
-    ``vectors[branch]`` (P_g, D) prototype vectors in the order of that branch's rows of
-    ``info`` (flattened per prototype). Distances are compared within branch only: each
-    class distance is converted to its percentile rank within its branch; the headline p is a
-    permutation test (mixed/uniform labels shuffled within branch, statistic = mean percentile
-    of mixed − uniform); a one-sided Mann–Whitney p is also given. Pair level: Spearman of the
-    Jaccard distance of significance sets vs cosine distance over within-class pairs.
+    ``vectors[branch]`` (P_g, D) prototype vectors of the branch, indexed by ``info["local_index"]``
+    (or, without that column, in the order of the branch's rows of ``info``). Prototypes sharing a
+    source window are counted once (``unique_sources``): a class's pattern and distance use its
+    distinct prototypes, and a class with fewer than two has no distance (left out of the tests).
+    Distances are compared within branch only: each class distance is converted to its percentile
+    rank within its branch; the headline p is a permutation test (mixed/uniform labels shuffled
+    within branch, statistic = mean percentile of mixed − uniform); a one-sided Mann–Whitney p is
+    also given. Pair level: Spearman of the Jaccard distance of significance sets vs cosine
+    distance over within-class pairs of distinct prototypes.
     Returns (classes table, test summary, pairs table).
     """
-    classes = class_patterns(info, hits)
+    info = info.reset_index(drop=True)
+    unique = unique_sources(info)
+    classes = class_patterns(info[unique], hits)
+    key = ["branch", "prototype_class"]
+    where = pd.MultiIndex.from_frame(classes[key])
+    classes["n_prototypes"] = info.groupby(key, sort=False).size().reindex(where).to_numpy()
+    classes["n_unique_sources"] = info[unique].groupby(key, sort=False).size().reindex(where).to_numpy()
     sig = hits.assign(key=hits["phecode"].astype(str) + np.where(hits["score_z"] > 0, "+", "-"))
     sets = sig.groupby("feature_id")["key"].apply(frozenset).to_dict()
     dist, pairs = [], []
     for row in classes.itertuples():
-        b = info[info["branch"] == row.branch].reset_index(drop=True)
-        sel = np.flatnonzero(b["prototype_class"].to_numpy() == row.prototype_class)
-        v = np.asarray(vectors[row.branch])[sel].reshape(len(sel), -1)
+        b = info[info["branch"] == row.branch]
+        local = b["local_index"].to_numpy(int) if "local_index" in b.columns else np.arange(len(b))
+        sel = np.flatnonzero((b["prototype_class"].to_numpy() == row.prototype_class) & unique[b.index.to_numpy()])
+        v = np.asarray(vectors[row.branch])[local[sel]].reshape(len(sel), -1)
         d = _pairwise_cosine(v)
         iu = np.triu_indices(len(sel), 1)
         dist.append(float(d[iu].mean()) if len(sel) > 1 else np.nan)
@@ -65,6 +90,7 @@ def intraclass_analysis(info: pd.DataFrame, vectors: dict[str, np.ndarray], hits
     pairs_df = pd.DataFrame(pairs, columns=["branch", "prototype_class", "feature_a", "feature_b",
                                             "cosine_distance", "jaccard_distance"])
     test = _tests(classes, n_perm, seed)
+    test["duplicate_prototypes_collapsed"] = int((~unique).sum())
     if len(pairs_df) > 2 and pairs_df["jaccard_distance"].std() > 0:
         rho, p = stats.spearmanr(pairs_df["cosine_distance"], pairs_df["jaccard_distance"])
         test.update(pairs=int(len(pairs_df)), pair_spearman_rho=float(rho), pair_spearman_p_naive=float(p))

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ecgproto.errors import InputNotFoundError, UserError
+
 VERSIONS = ("1.2", "X")
 _FILE_STEM = {"1.2": "phecode12", "X": "phecodeX"}
 # Plot / report order of the phecode 1.2 categories (by lowest phecode number).
@@ -100,17 +102,17 @@ def load_phecode_map(version: str = "1.2", path: str | Path | None = None) -> Ph
     ``phecode_unrolled``).
     """
     if version not in VERSIONS:
-        raise ValueError(f"phecode version {version!r} is not one of {list(VERSIONS)}")
+        raise UserError(f"phecode version {version!r} is not one of {list(VERSIONS)}")
     if path is None:
         return _load_shipped(version)
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"phecode map {path} not found")
+        raise InputNotFoundError(f"phecode map {path} not found")
     raw = pd.read_csv(path, dtype=str, keep_default_na=False)
     need = {"phecode", "ICD", "flag", "phecode_string", "phecode_category", "sex"}
     missing = sorted(need - set(raw.columns))
     if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; expected a PheTK/pyphewas phecode map")
+        raise UserError(f"{path}: missing column(s) {missing}; expected a PheTK/pyphewas phecode map")
     icd_phecode = "phecode_unrolled" if "phecode_unrolled" in raw.columns else "phecode"
     mapping = raw[["ICD", "flag", icd_phecode]].set_axis(["icd", "icd_version", "phecode"], axis=1).drop_duplicates()
     mapping["icd_version"] = mapping["icd_version"].astype(np.int64)
@@ -166,7 +168,7 @@ def map_diagnoses(diagnoses: pd.DataFrame, pmap: PhecodeMap, source: str = "diag
     need = ["subject_id", "hadm_id", "icd_code", "icd_version"]
     missing = [c for c in need if c not in diagnoses.columns]
     if missing:
-        raise ValueError(f"{source}: missing column(s) {missing} (need {need})")
+        raise UserError(f"{source}: missing column(s) {missing} (need {need})")
     d = diagnoses[need].copy()
     d["icd_version"] = pd.to_numeric(d["icd_version"], errors="coerce")
     known = d["icd_version"].isin([9, 10])

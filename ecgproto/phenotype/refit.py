@@ -85,16 +85,17 @@ def firth_logit(X: np.ndarray, y: np.ndarray, test_index: int) -> tuple[float, f
 
 
 def refit_logit(x: np.ndarray, y: np.ndarray, Z: np.ndarray, *, groups: np.ndarray | None = None,
-                firth_below_cases: int = 100) -> Refit:
-    """Refit ``y ~ z(x) + Z`` (Z includes the intercept) and report the OR per SD of ``x``.
+                firth_below_cases: int = 100, sd: float | None = None) -> Refit:
+    """Refit ``y ~ x/sd + Z`` (Z includes the intercept) and report the OR per ``sd`` of ``x``.
 
-    x (n,), y (n,) 0/1, Z (n, c). Uses statsmodels Logit (cluster-robust by ``groups`` if
-    given); switches to Firth penalised regression (penalised LR p, Wald CI from the
-    penalised information) when there are fewer than ``firth_below_cases`` cases or the
-    ordinary fit fails or shows separation.
+    x (n,), y (n,) 0/1, Z (n, c). ``sd``: the unit of the odds ratio, e.g. the feature's SD over the
+    whole cohort (what the pipeline passes); None = the SD of ``x`` as given. Uses statsmodels Logit
+    (cluster-robust by ``groups`` if given); switches to Firth penalised regression (penalised LR p,
+    Wald CI from the penalised information) when there are fewer than ``firth_below_cases`` cases or
+    the ordinary fit fails or shows separation.
     """
     x = np.asarray(x, dtype=np.float64)
-    sd = x.std()
+    sd = x.std() if sd is None else float(sd)
     xs = (x - x.mean()) / (sd if sd > 0 else 1.0)
     Zc = np.asarray(Z, dtype=np.float64)
     keep = np.ones(Zc.shape[1], dtype=bool)

@@ -22,6 +22,64 @@ FAMILY_TITLES = {"prototype": "individual prototypes (P)", "class": "fused class
                  "prototype_class": "prototype-class max similarity (PC)", "nlp_concept": "machine-statement concepts (N)"}
 
 
+COHORT_STEPS = {
+    "ecgs_scored": "ECGs scored",
+    "ecgs_status_not_ok": "− ECGs not readable (scoring status not ok)",
+    "ecgs_without_ecg_time": "− ECGs without an acquisition time",
+    "ecgs_subject_without_admissions": "− ECGs of subjects without any admission",
+    "ecgs_outside_admission_windows": "− ECGs outside every admission window",
+    "ecgs_linked": "ECGs linked to an admission",
+    "admissions_with_ecg": "admissions with a linked ECG",
+    "admissions_without_diagnoses": "− admissions without diagnoses",
+    "admissions_subject_not_in_patients": "− admissions of subjects missing from patients",
+    "admissions_unknown_sex": "− admissions with unknown sex",
+    "admissions_not_first_of_patient": "− admissions that are not the patient's first eligible one",
+    "ecgs_not_first_in_admission": "− ECGs that are not the first of their admission",
+    "units": "analysis units (one ECG + admission each)",
+    "units_without_mapped_phecode": "units without any mapped phecode",
+    "phecodes_observed": "phecodes observed",
+    "phecodes_below_min_counts": "− phecodes below the minimum case/control counts",
+    "phecodes_tested": "phecodes tested",
+}
+P_COLUMNS = ("p", "q_bh", "bonferroni_p", "phecode_line_p")  # and every column ending in "_p"
+
+
+def format_p(value: object) -> str:
+    """A p-value as text: 3 significant digits from 0.001 up, scientific notation below (``1.17×10⁻⁶``,
+    never 0.0000)."""
+    if value is None or not isinstance(value, (int, float, np.floating)) or not np.isfinite(value):
+        return "–"
+    v = float(value)
+    if v == 0.0:
+        return "< 10⁻³⁰⁰"
+    if v >= 1e-3:
+        return f"{v:#.3g}"
+    mantissa, exponent = f"{v:.2e}".split("e")
+    return f"{mantissa}×10{str(int(exponent)).translate(_SUPERSCRIPT)}"
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _readable(frame: pd.DataFrame) -> pd.DataFrame:
+    """p-value columns as text (:func:`format_p`) and headers without underscores, for display only."""
+    out = frame.copy()
+    for col in out.columns:
+        if col in P_COLUMNS or str(col).endswith("_p"):
+            out[col] = [format_p(v) for v in out[col]]
+    return out.rename(columns=lambda c: str(c).replace("_", " "))
+
+
+def _table(frame: pd.DataFrame, digits: int = 3) -> str:
+    return table(_readable(frame), digits)
+
+
+def cohort_flow_table(flow: dict) -> pd.DataFrame:
+    """The cohort flow as readable steps (exclusions marked −) with their counts."""
+    return pd.DataFrame({"step": [COHORT_STEPS.get(k, k.replace("_", " ")) for k in flow],
+                         "count": [int(v) for v in flow.values()]})
+
+
 def _png(fig: plt.Figure) -> bytes:
     png = figure_png_bytes(fig, dpi=90)
     plt.close(fig)
@@ -62,12 +120,9 @@ def manhattan(result: PhenotypeResult) -> bytes:
         ax.axhline(-np.log10(0.05), ls=":", c="grey", lw=0.8, label="p = 0.05")
         ax.axhline(-np.log10(result.metadata["phecode_line_p"]), ls="-.", c="tab:blue", lw=0.8, label="0.05 / phecodes")
         ax.axhline(-np.log10(fr.bonferroni_p), ls="--", c="tab:red", lw=0.8, label="Bonferroni (family)")
-        strings = result.cohort.phecodes["phecode_string"].to_numpy()
-        for rank, k in enumerate(np.argsort(-y)[:3]):
-            if best[k] < fr.bonferroni_p:  # label the top hits, staggered so parent/child phecodes stay legible
-                ax.annotate(f"{result.cohort.phecodes['phecode'].iloc[k]} {str(strings[k])[:28]}", (x[k], y[k]),
-                            fontsize=6, xytext=(4, 2 - 8 * rank), textcoords="offset points")
-        ax.set_ylim(bottom=0, top=max(float(np.nanmax(y, initial=1.0)), -np.log10(fr.bonferroni_p)) * 1.15)
+        top = max(float(np.nanmax(y, initial=1.0)), -np.log10(fr.bonferroni_p))
+        ax.set_ylim(bottom=0, top=top * 1.6)  # the upper band holds the labels, above every marker
+        _label_top_hits(ax, result.cohort.phecodes, x, y, best < fr.bonferroni_p, len(ph))
         ax.set_ylabel("best −log10 p")
         if ax is axes[0, 0]:
             ax.legend(fontsize=6, loc="upper left")
@@ -79,6 +134,21 @@ def manhattan(result: PhenotypeResult) -> bytes:
     ax.set_xticklabels([order[int(r)] for r in ph.loc[starts, "cat_rank"]], rotation=35, ha="right", fontsize=7)
     fig.tight_layout()
     return _png(fig)
+
+
+def _label_top_hits(ax: plt.Axes, phecodes: pd.DataFrame, x: np.ndarray, y: np.ndarray, hit: np.ndarray,
+                    n_x: int, n_labels: int = 3) -> None:
+    """Label the strongest hits in rows of their own in the empty upper band of the panel, each with a
+    line to its marker, so labels neither overlap each other or the markers nor leave the axes."""
+    order = [k for k in np.argsort(-y) if hit[k]][:n_labels]
+    for rank, k in enumerate(sorted(order, key=lambda k: x[k])):
+        frac = (x[k] + 0.5) / max(n_x, 1)
+        right = frac > 0.6
+        text = f"{phecodes['phecode'].iloc[k]} {str(phecodes['phecode_string'].iloc[k])[:32]}"
+        ax.annotate(text, (x[k], y[k]), xytext=(min(max(frac, 0.02), 0.98), 0.95 - 0.11 * rank),
+                    textcoords="axes fraction", ha="right" if right else "left", va="top", fontsize=6,
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
+                    arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.4"}, annotation_clip=False)
 
 
 def family_figure(result: PhenotypeResult) -> bytes:
@@ -122,9 +192,10 @@ def intraclass_figure(classes: pd.DataFrame, test: dict) -> bytes:
 
 
 def top_hits(result: PhenotypeResult, n: int = 20) -> pd.DataFrame:
-    """The ``n`` strongest prototype associations (by screen p) with their refit OR."""
+    """The ``n`` strongest prototype associations (by screen p) with their refit OR; the label says
+    "latent, no source ECG" for a prototype without a source (only present when included on request)."""
     t = result.families["prototype"].table
-    cols = ["feature_id", "branch", "prototype_class", "phecode", "phecode_string", "n_cases", "auc", "p", "q_bh",
+    cols = ["feature_id", "label", "branch", "prototype_class", "phecode", "phecode_string", "n_cases", "auc", "p", "q_bh",
             "or", "or_ci_low", "or_ci_high", "refit_method", "refit_flag"]
     return t.sort_values("p", kind="mergesort").head(n)[cols].reset_index(drop=True)
 
@@ -136,19 +207,19 @@ def write_report(result: PhenotypeResult, out_dir: str | Path,
     md = result.metadata
     body = ["<p>Protocol: ecgproto's own reconstruction (docs/readme/phenotype.md); it does not reproduce any "
             "published numbers.</p>"]
-    body.append("<h2>Cohort flow</h2>" + table(pd.DataFrame(list(md["cohort_flow"].items()), columns=["step", "count"])))
+    body.append("<h2>Cohort flow</h2>" + table(cohort_flow_table(md["cohort_flow"])))
     dm = md["diagnosis_mapping"]
     body.append(f"<p>Diagnosis rows mapped to phecode {esc(md['phecode_map']['version'])}: {dm['rows_mapped']:,} of "
                 f"{dm['rows']:,} ({dm['rows_mapped'] / max(dm['rows'], 1):.1%}); unknown ICD version: "
                 f"{dm['rows_unknown_version']:,}.</p>")
     body += [f"<div class=note>{esc(n)}</div>" for n in result.notes]
     fam = pd.DataFrame([{"family": k, **v} for k, v in md["families"].items()])
-    body.append("<h2>Feature families</h2>" + table(fam, 3))
+    body.append("<h2>Feature families</h2>" + _table(fam, 3))
     body.append("<h2>Manhattan plots</h2>" + figure(manhattan(result), "Best feature per phecode; ▲ positive, ▼ negative "
                 "association; dotted p = 0.05, dash-dot 0.05/K phecodes, dashed family-wise Bonferroni"))
     body.append("<h2>Family comparison</h2>" + figure(family_figure(result), "Strength per category (family-size "
                 "adjusted: Šidák on the best p)"))
-    body.append(table(result.comparison, 3))
+    body.append(_table(result.comparison, 3))
     body.append("<p class=note>Caveat: the best of 1,037 features beats the best of 71 by chance alone. Strength is "
                 "therefore Šidák-adjusted for the number of features, and, when permutations were run, the excess "
                 "over the permutation null of the best −log10 p is compared too (feature rows shuffled).</p>")
@@ -163,25 +234,31 @@ def write_report(result: PhenotypeResult, out_dir: str | Path,
         body += cells
     else:
         body.append(f"<p class=note>No prototype thumbnails: {esc(thumbnail_note or 'no source archive')}.</p>")
-    body.append(table(hits, 4))
+    body.append(_table(hits, 4))
     if result.intraclass is not None:
         classes, test, _ = result.intraclass
         body.append("<h2>Intra-class prototype distances</h2>" + figure(intraclass_figure(classes, test),
                     "Mean pairwise cosine distance of a class's prototypes, by significance pattern"))
-        body.append(table(pd.DataFrame([test]), 4) + table(classes, 3))
+        body.append(_table(pd.DataFrame([test]), 4) + _table(classes, 3))
     body.append("<h2>Cross-validated AUROC</h2>")
     if result.auroc:
         for code, t in result.auroc.items():
             body.append(f"<h3>phecode {esc(code)} (n = {t.attrs.get('n')}, cases = {t.attrs.get('n_cases')})</h3>"
-                        + table(t, 3))
+                        + _table(t, 3))
     else:
         body.append("<p>No selected phecode had enough cases.</p>")
-    body.append("<h2>Run metadata</h2><pre>" + esc(_short_meta(md)) + "</pre>")
+    body.append("<h2>Run metadata</h2>" + table(run_metadata_table(md)))
     return write_text_atomic(Path(out_dir) / "report.html", page("ecgproto phenotype report", body))
 
 
-def _short_meta(md: dict) -> str:
-    import json
-
-    keep = {k: md[k] for k in ("package_version", "phecode_map", "thresholds", "seeds") if k in md}
-    return json.dumps(keep, indent=1, default=str)
+def run_metadata_table(md: dict) -> pd.DataFrame:
+    """Package version, phecode map (version, source, sha256 per file), thresholds and seeds as
+    readable rows (all of it is in ``run_metadata.json``)."""
+    rows = [("ecgproto version", md.get("package_version", "–"))]
+    pmap = md.get("phecode_map") or {}
+    rows += [("phecode map", f"version {pmap.get('version', '–')}, {pmap.get('source', '–')}")]
+    rows += [(f"sha256 of {name}", digest) for name, digest in (pmap.get("sha256") or {}).items()]
+    for section in ("thresholds", "seeds"):
+        for key, value in (md.get(section) or {}).items():
+            rows.append((f"{section[:-1] if section == 'seeds' else 'threshold'}: {key.replace('_', ' ')}", value))
+    return pd.DataFrame({"item": [r[0] for r in rows], "value": [str(r[1]) for r in rows]})

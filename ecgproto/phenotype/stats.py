@@ -133,7 +133,7 @@ def score_screen(X: np.ndarray, Y: np.ndarray, mask: np.ndarray, Z: np.ndarray, 
         # feature (nearly) constant or collinear with the covariates among the analysed units: not testable
         degenerate = V <= 1e-6 * np.maximum(V0, 1e-300)
         if groups is not None:
-            V = _cluster_variance(X, Z, R, B, fit.m_inv, groups)
+            V = _cluster_variance(X, Z, R, B, fit.m_inv, groups, mask[:, sl])
         V = np.where(degenerate, np.nan, np.maximum(V, 1e-300))
         chi2[sl] = U * U / V
         zsc[sl] = U / np.sqrt(V)
@@ -141,8 +141,13 @@ def score_screen(X: np.ndarray, Y: np.ndarray, mask: np.ndarray, Z: np.ndarray, 
 
 
 def _cluster_variance(X: np.ndarray, Z: np.ndarray, R: np.ndarray, B: np.ndarray, m_inv: np.ndarray,
-                      groups: np.ndarray) -> np.ndarray:
-    """Sandwich variance of the score: Σ_clusters (Σ_i x̃_i r_i)², x̃ = X residualised on Z (weighted)."""
+                      groups: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Sandwich variance of the score: c · Σ_clusters (Σ_i x̃_i r_i)², x̃ = X residualised on Z (weighted).
+
+    c = G/(G−1) · (n−1)/(n−q), the small-sample correction statsmodels applies to the cluster-robust
+    refit (``cov_type="cluster"``, ``use_correction=True``): G clusters and n units analysed for the
+    phecode (``mask``), q = the full model's parameters (kept covariates + the feature).
+    """
     codes, g = np.unique(np.asarray(groups), return_inverse=True)
     V = np.empty((R.shape[1], X.shape[1]))
     for k in range(R.shape[1]):
@@ -150,7 +155,11 @@ def _cluster_variance(X: np.ndarray, Z: np.ndarray, R: np.ndarray, B: np.ndarray
         contrib = (X - Z @ A) * R[:, [k]]
         S = np.zeros((len(codes), X.shape[1]))
         np.add.at(S, g, contrib)
-        V[k] = (S * S).sum(0)
+        n = int(mask[:, k].sum())
+        n_groups = len(np.unique(g[mask[:, k]]))
+        q = int((np.abs(np.diag(m_inv[k])) > 0).sum()) + 1
+        factor = n_groups / max(n_groups - 1, 1) * (n - 1) / max(n - q, 1)
+        V[k] = factor * (S * S).sum(0)
     return V
 
 

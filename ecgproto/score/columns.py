@@ -4,10 +4,11 @@ Columns (one row per input record, in input order): ``record_id``, the source id
 columns, ``path``, ``status``, ``error``, ``prob__<CODE>`` ×71 (float32, NaN for a bad
 record), ``pred__<CODE>`` ×71 (int8 0/1 at the checkpoint's validation-tuned thresholds,
 ``prob >= threshold``; null for a bad record), ``top_labels`` (the ``top_k`` labels with the
-highest probability, ';'-joined, highest first), per branch ``<branch>_top_prototype``
+highest probability among those that can be predicted — labels whose threshold is above 1, i.e. not
+trained or without a validation positive, are never listed — ';'-joined, highest first), per branch ``<branch>_top_prototype``
 (global prototype index, int32), ``<branch>_top_class`` and ``<branch>_top_similarity``
-(float32), ``ood_score`` (float32) and ``ood_flag`` (int8; null when the checkpoint has no
-OOD calibration or the record is bad). ``similarities.parquet`` holds ``record_id`` and
+(float32), ``ood_score`` (float32; :mod:`ecgproto.model.ood`) and ``ood_flag`` (int8; null when the
+checkpoint has no current OOD calibration or the record is bad). ``similarities.parquet`` holds ``record_id`` and
 ``sim__<index:04d>`` (float32) for every prototype.
 
 A model without prototypes (the black-box twin, ``model.kind: blackbox``) has no
@@ -22,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ecgproto.score.ood import ood_scores
+from ecgproto.model.ood import ood_scores, uncalibrated_scores
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,8 @@ class OutputSpec:
 
     ``labels``/``thresholds``: (71,) codes and decision thresholds; ``proto_branch``,
     ``proto_class``: (P,) branch and class code of each prototype in similarity-column
-    order; ``ood_threshold`` None = no flag.
+    order; ``ood_calibration``: a current calibration (:func:`ecgproto.model.ood.is_current`) or None
+    (the uncalibrated score); ``ood_threshold`` None = no flag.
     """
 
     labels: tuple[str, ...]
@@ -75,14 +77,15 @@ def _scatter(values: np.ndarray, ok: np.ndarray, fill: float = np.nan) -> np.nda
 
 
 def build_rows(records: pd.DataFrame, status: list[str], message: list[str], probs: np.ndarray,
-               similarities: np.ndarray, spec: OutputSpec,
-               with_similarities: bool = False) -> tuple[pa.Table, pa.Table | None]:
+               similarities: np.ndarray, spec: OutputSpec, with_similarities: bool = False,
+               ood_features: np.ndarray | None = None) -> tuple[pa.Table, pa.Table | None]:
     """Output rows of one chunk.
 
     ``records``: the chunk's slice of the record list (record_id, id columns, path);
-    ``status``/``message``: one per record; ``probs`` (n_ok, 71) and ``similarities``
-    (n_ok, P) for the records with status "ok", in order. Returns the scores table and,
-    when ``with_similarities``, the similarities table (same rows; else None).
+    ``status``/``message``: one per record; ``probs`` (n_ok, 71), ``similarities``
+    (n_ok, P) and, with a calibration, ``ood_features`` (n_ok, F) for the records with status
+    "ok", in order. Returns the scores table and, when ``with_similarities``, the similarities
+    table (same rows; else None).
     """
     n = len(records)
     ok = np.asarray(status, dtype=object) == "ok"
@@ -105,7 +108,10 @@ def build_rows(records: pd.DataFrame, status: list[str], message: list[str], pro
                                             mask=~ok)
 
     labels = np.asarray(spec.labels, dtype=object)
-    top = np.argsort(-probs, axis=1, kind="stable")[:, : spec.top_k]
+    # labels that can never be predicted (threshold above 1: not trained, or no validation positive) are not listed
+    predictable = spec.thresholds <= 1.0
+    ranked = np.where(predictable[None, :], probs, -np.inf)
+    top = np.argsort(-ranked, axis=1, kind="stable")[:, : min(spec.top_k, int(predictable.sum()))]
     top_text = np.full(n, None, dtype=object)
     top_text[ok] = [";".join(row) for row in labels[top]]
     columns["top_labels"] = top_text
@@ -123,8 +129,12 @@ def build_rows(records: pd.DataFrame, status: list[str], message: list[str], pro
         columns[f"{b}_top_class"] = cls
         columns[f"{b}_top_similarity"] = _scatter(similarities[np.arange(n_ok), best], ok)
 
-    if n_ok and spec.proto_branch:
-        score = ood_scores(similarities, spec.proto_branch, spec.ood_calibration)
+    if n_ok and spec.proto_branch and spec.ood_calibration is not None:
+        if ood_features is None:
+            raise ValueError("an OOD calibration needs the records' OOD features")
+        score = ood_scores(ood_features, spec.ood_calibration)
+    elif n_ok and spec.proto_branch:
+        score = uncalibrated_scores(similarities, spec.proto_branch)
     else:  # no good record, or a model without prototypes (the black-box twin): no score
         score = np.full(n_ok, np.nan)
     columns["ood_score"] = _scatter(score.astype(np.float32), ok)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+INPUT_KINDS: tuple[str, ...] = ("wfdb", "manifest", "ptbxl", "mimic")  # see ecgproto/score/sources.py
+
 
 @dataclass(frozen=True)
 class ScoreConfig:

@@ -13,6 +13,10 @@ costs only its record: each batch that was in flight is re-scored record by reco
 single-worker process, a record whose process dies again gets the status ``worker_crashed``,
 the batch's other records are scored together again (the same forward pass as without the
 culprit) and the run goes on. With ``workers=0`` there is no process to lose but the main one.
+
+With ``device`` a GPU (``--device cuda``, or ``auto`` on a machine with one), the worker
+processes only read and preprocess (:class:`~ecgproto.score.worker.BatchReader`) and the main
+process runs every batch through the model on the device; the crash isolation is the same.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ import collections
 import hashlib
 import multiprocessing
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -34,17 +37,26 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
+from ecgproto.model.checkpoint import load_checkpoint
+from ecgproto.model.ood import is_current, legacy_note, ood_threshold
 from ecgproto.progress import progress
 from ecgproto.score.columns import OutputSpec, build_rows
-from ecgproto.score.ood import ood_threshold
 from ecgproto.atomic import write_json_atomic
-from ecgproto.score.worker import BatchScorer, Preprocessing, ScoredBatch, score_in_worker, worker_init
+from ecgproto.device import resolve_device
+from ecgproto.score.worker import (
+    BatchReader,
+    BatchScorer,
+    Preprocessing,
+    ReadBatch,
+    ScoredBatch,
+    score_in_worker,
+    worker_init,
+)
 from ecgproto.score.sources import RecordList, list_records, shard_chunks
 from ecgproto.score.store import SCORES_PARQUET, ChunkStore
+from ecgproto.errors import UserError
 
 SUMMARY_NAME = "summary.json"
-# Test hook: SIGKILL this process right after it has committed this many chunks.
-KILL_AFTER_ENV = "ECGPROTO_SCORE_KILL_AFTER_CHUNKS"
 WORKER_CRASHED = "worker_crashed"  # status of a record whose scoring process died twice while on it
 
 
@@ -64,6 +76,7 @@ class ScoreOptions:
     id_column: str | None = None  # manifest id column
     ood_flag_rate: float | None = None  # None = the checkpoint's calibrated rate
     folds: tuple[int, ...] | None = None  # PTB-XL input only: score just these strat_fold values
+    device: str = "auto"  # auto|cpu|cuda|cuda:N|mps (ecgproto.device.resolve_device)
 
 
 @dataclass
@@ -93,7 +106,7 @@ def output_spec(model: torch.nn.Module, meta: dict, id_columns: tuple[str, ...],
     notes: list[str] = []
     labels = tuple(meta["labels"])
     if not 1 <= top_k <= len(labels):
-        raise ValueError(f"--top-k must be between 1 and {len(labels)}, got {top_k}")
+        raise UserError(f"--top-k must be between 1 and {len(labels)}, got {top_k}")
     thresholds = meta.get("thresholds")
     if thresholds is None:
         thresholds = [0.5] * len(labels)
@@ -108,6 +121,9 @@ def output_spec(model: torch.nn.Module, meta: dict, id_columns: tuple[str, ...],
     elif calib is None:
         notes.append("checkpoint has no OOD calibration (meta['ood']): ood_score is the uncalibrated "
                      "-mean branch max similarity and ood_flag is empty")
+    elif not is_current(calib):
+        notes.append(legacy_note(calib))
+        calib = None
     else:
         rate = calib["flag_rate"] if ood_flag_rate is None else ood_flag_rate
         threshold = float(calib["threshold"]) if ood_flag_rate is None else ood_threshold(calib, rate)
@@ -159,6 +175,11 @@ class _InlineExecutor(Executor):
         return future
 
 
+def model_in_main_process(model: torch.nn.Module) -> bool:
+    """Whether the workers only read and this process runs the model: when the model is on a GPU."""
+    return next(model.parameters()).device.type != "cpu"
+
+
 def scoring_threads(options: ScoreOptions) -> int:
     """Torch threads of each scoring process: ``options.threads``, or the cores shared among them."""
     if options.threads > 0:
@@ -166,8 +187,10 @@ def scoring_threads(options: ScoreOptions) -> int:
     return max(1, (os.cpu_count() or 1) // max(options.workers, 1))
 
 
-def _executor(workers: int, scorer: BatchScorer, threads: int) -> tuple[Executor, Callable[[list[str]], ScoredBatch]]:
-    """The executor and the task function it runs on a list of record paths."""
+def _executor(workers: int, scorer: BatchScorer | BatchReader,
+              threads: int) -> tuple[Executor, Callable[[list[str]], ScoredBatch | ReadBatch]]:
+    """The executor and the task function it runs on a list of record paths (``scorer``: the whole
+    job, or only the reading when the model runs on a GPU in the main process)."""
     if workers <= 0:
         return _InlineExecutor(), scorer
     # Single-threaded workers are forked (as torch's DataLoader does): they start at once, share the
@@ -184,14 +207,22 @@ class _Pool:
     """The scoring processes, restarted when one dies, and crash isolation of a batch.
 
     Each submission is tagged with the pool's generation, so a failure seen late (after the
-    pool was already replaced) never restarts the healthy successor."""
+    pool was already replaced) never restarts the healthy successor. ``on_device``: the
+    processes only read (:class:`BatchReader`) and :meth:`finish` runs the model in this process.
+    """
 
-    def __init__(self, workers: int, scorer: BatchScorer, threads: int) -> None:
+    def __init__(self, workers: int, scorer: BatchScorer, threads: int, on_device: bool = False) -> None:
         self.workers, self.scorer, self.threads = workers, scorer, threads
-        self.executor, self.task_fn = _executor(workers, scorer, threads)
+        self.task: BatchScorer | BatchReader = scorer.reader if on_device else scorer
+        self.on_device = on_device
+        self.executor, self.task_fn = _executor(workers, self.task, threads)
         self.generation = 0
         self.restarts = 0
         self.crashed: list[str] = []  # records that got WORKER_CRASHED, in order
+
+    def finish(self, result: ScoredBatch | ReadBatch) -> ScoredBatch:
+        """A task's result as a scored batch (the forward pass on the device when the task only read)."""
+        return self.scorer.score_read(result) if self.on_device else result
 
     def submit(self, paths: list[str]) -> tuple[int, Future]:
         """(generation, future); a pool found broken gives a future holding BrokenProcessPool."""
@@ -207,7 +238,7 @@ class _Pool:
         if generation != self.generation:
             return
         self.executor.shutdown(wait=True, cancel_futures=True)
-        self.executor, self.task_fn = _executor(self.workers, self.scorer, self.threads)
+        self.executor, self.task_fn = _executor(self.workers, self.task, self.threads)
         self.generation += 1
         self.restarts += 1
 
@@ -221,9 +252,9 @@ class _Pool:
         single: Executor | None = None
         try:
             for path in paths:
-                single = single or _executor(1, self.scorer, self.threads)[0]
+                single = single or _executor(1, self.task, self.threads)[0]
                 try:
-                    alone.append(single.submit(self.task_fn, [path]).result())
+                    alone.append(self.finish(single.submit(self.task_fn, [path]).result()))
                 except BrokenProcessPool:
                     alone.append(None)
                     self.crashed.append(path)
@@ -237,7 +268,7 @@ class _Pool:
         for _ in range(3 if survivors else 0):  # the same batch as without the culprit: the same forward pass
             generation, future = self.submit(survivors)
             try:
-                together = future.result()
+                together = self.finish(future.result())
                 break
             except BrokenProcessPool:  # another lost batch broke the pool meanwhile
                 self.restart(generation)
@@ -254,15 +285,15 @@ class _Pool:
             else:
                 out_status.append(next(status))
                 out_message.append(next(message))
-        return ScoredBatch(out_status, out_message, together.probs, together.sims)
+        return ScoredBatch(out_status, out_message, together.probs, together.sims, together.ood_features)
 
 
 def _concat(batches: list[ScoredBatch], scorer: BatchScorer) -> ScoredBatch:
     """One ScoredBatch from several, in order."""
-    probs = [b.probs for b in batches] or [np.zeros((0, scorer.n_labels), np.float32)]
-    sims = [b.sims for b in batches] or [np.zeros((0, scorer.n_prototypes), np.float32)]
+    batches = batches or [scorer.empty()]
+    probs, sims, feats = [b.probs for b in batches], [b.sims for b in batches], [b.ood_features for b in batches]
     return ScoredBatch([s for b in batches for s in b.status], [m for b in batches for m in b.message],
-                       np.concatenate(probs), np.concatenate(sims))
+                       np.concatenate(probs), np.concatenate(sims), np.concatenate(feats))
 
 
 def _score_ahead(pool: _Pool, tasks: Iterator[tuple[int, int, int, bool]], paths: np.ndarray,
@@ -282,13 +313,14 @@ def _score_ahead(pool: _Pool, tasks: Iterator[tuple[int, int, int, bool]], paths
     def take() -> tuple[int, int, int, bool, ScoredBatch]:
         task, generation, future = queue.popleft()
         try:
-            return (*task, future.result())
+            result = future.result()
         except (BrokenProcessPool, CancelledError):
             pool.restart(generation)
             for i, (other, _, other_future) in enumerate(queue):
                 if failed(other_future):  # lost with the broken pool: submit again to the fresh one
                     queue[i] = (other, *pool.submit(batch_paths(other)))
             return (*task, pool.isolate(batch_paths(task)))
+        return (*task, pool.finish(result))
 
     for task in tasks:
         queue.append((task, *pool.submit(batch_paths(task))))
@@ -305,11 +337,7 @@ def score_archive(checkpoint: str | Path, input_path: str | Path, out_dir: str |
     Writes ``scores.parquet``, ``scores.csv`` (and ``similarities.parquet``), ``summary.json``
     and ``scoring_manifest.json``; see :mod:`ecgproto.score.columns` for the columns.
     """
-    from ecgproto.train.checkpoint import load_checkpoint
-
     checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"checkpoint {checkpoint} not found; give the .pt file written by `ecgproto train`")
     model, meta = load_checkpoint(checkpoint)
     return score_model(model, meta, input_path, out_dir, options, model_id=file_sha256(checkpoint))
 
@@ -317,13 +345,13 @@ def score_archive(checkpoint: str | Path, input_path: str | Path, out_dir: str |
 def check_options(options: ScoreOptions) -> None:
     """Raise ValueError for option values that cannot work (negative, or absurdly many processes/threads)."""
     if options.batch_size < 1 or options.chunk_size < 1:
-        raise ValueError(f"batch size and chunk size must be >= 1 (got {options.batch_size}, {options.chunk_size})")
+        raise UserError(f"batch size and chunk size must be >= 1 (got {options.batch_size}, {options.chunk_size})")
     cap = max(8, 4 * (os.cpu_count() or 1))
     if not 0 <= options.workers <= cap:
-        raise ValueError(f"--workers must be between 0 and {cap} (the larger of 8 and 4 x CPU cores), got "
+        raise UserError(f"--workers must be between 0 and {cap} (the larger of 8 and 4 x CPU cores), got "
                          f"{options.workers}")
     if not 0 <= options.threads <= cap:
-        raise ValueError(f"--threads must be between 0 (automatic) and {cap} (the larger of 8 and 4 x CPU cores), "
+        raise UserError(f"--threads must be between 0 (automatic) and {cap} (the larger of 8 and 4 x CPU cores), "
                          f"got {options.threads}")
 
 
@@ -331,17 +359,22 @@ def score_model(model: torch.nn.Module, meta: dict, input_path: str | Path, out_
                 options: ScoreOptions = ScoreOptions(), model_id: str = "") -> ScoreSummary:
     """:func:`score_archive` for an already loaded model and its checkpoint ``meta``.
 
-    ``model_id`` identifies the model for ``--resume`` (the checkpoint's sha256).
+    ``model_id`` identifies the model for ``--resume`` (the checkpoint's sha256). The model runs
+    on ``options.device`` and is moved back to its own device afterwards.
     """
     out_dir = Path(out_dir)
     check_options(options)
     if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"--out {out_dir} is an existing file, not a folder; give a folder path")
+        raise UserError(f"--out {out_dir} is an existing file, not a folder; give a folder path")
+    device = resolve_device(options.device)
+    home = next(model.parameters()).device
     threads_before = torch.get_num_threads()
     torch.set_num_threads(scoring_threads(options))  # the main process scores only with workers=0
     try:
+        model.to(device)
         return _score(model, meta, input_path, out_dir, options, model_id)
     finally:
+        model.to(home)
         torch.set_num_threads(threads_before)
 
 
@@ -349,7 +382,7 @@ def _score(model: torch.nn.Module, meta: dict, input_path: str | Path, out_dir: 
            model_id: str) -> ScoreSummary:
     model.eval()
     if options.save_similarities and model.kind == "blackbox":
-        raise ValueError("--save-similarities: this checkpoint is a black-box twin (model.kind: blackbox) and has no "
+        raise UserError("--save-similarities: this checkpoint is a black-box twin (model.kind: blackbox) and has no "
                          "prototype similarities; drop the option")
     prep = Preprocessing.from_meta(meta)
     records: RecordList = list_records(input_path, prep.fs, options.input_kind, options.id_column, options.folds)
@@ -385,32 +418,27 @@ def _run(store: ChunkStore, model: torch.nn.Module, prep: Preprocessing, records
     resumed = len(store.done)
     pending = store.pending
     n_todo = sum(min((c + 1) * options.chunk_size, len(records)) - c * options.chunk_size for c in pending)
-    kill_after = int(os.environ.get(KILL_AFTER_ENV, "0") or 0)
 
     start = time.perf_counter()
-    scorer = BatchScorer(model, prep, len(spec.labels), len(spec.proto_branch))
-    pool = _Pool(options.workers, scorer, scoring_threads(options))
+    edges = tuple(spec.ood_calibration["band_edges_hz"]) if spec.ood_calibration is not None else None
+    scorer = BatchScorer(model, prep, len(spec.labels), len(spec.proto_branch), edges)
+    pool = _Pool(options.workers, scorer, scoring_threads(options), model_in_main_process(model))
     try:
-        parts: list[tuple[list[str], list[str], np.ndarray, np.ndarray]] = []
-        committed = 0
+        parts: list[ScoredBatch] = []
         bar = progress(_score_ahead(pool, _tasks(pending, len(records), options.chunk_size, options.batch_size),
                                     paths, depth=max(2, 2 * options.workers + 2)),
                        desc="scoring", total=-(-n_todo // options.batch_size), unit="batch")
         for chunk, _, _, last, batch in bar:
-            parts.append((batch.status, batch.message, batch.probs, batch.sims))
+            parts.append(batch)
             if not last:
                 continue
             lo = chunk * options.chunk_size
             frame = records.frame.iloc[lo: min(lo + options.chunk_size, len(records))]
-            status = [s for st, _, _, _ in parts for s in st]
-            message = [m for _, msg, _, _ in parts for m in msg]
-            scores, sim_table = build_rows(frame, status, message, np.concatenate([p[2] for p in parts]),
-                                           np.concatenate([p[3] for p in parts]), spec, options.save_similarities)
+            whole = _concat(parts, scorer)
+            scores, sim_table = build_rows(frame, whole.status, whole.message, whole.probs, whole.sims, spec,
+                                           options.save_similarities, whole.ood_features)
             store.commit(chunk, scores, sim_table, files_digest(chunk_paths(chunk)))
             parts = []
-            committed += 1
-            if kill_after and committed >= kill_after:
-                os.kill(os.getpid(), signal.SIGKILL)
     finally:
         pool.shutdown()
     if pool.crashed:

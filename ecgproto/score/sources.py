@@ -4,7 +4,8 @@ An input is one of:
 
 - ``wfdb``: any folder, searched recursively for ``*.hea`` headers; records are
   sorted by their path relative to the folder, and that path (without extension,
-  ``/``-separated) is the ``record_id``.
+  ``/``-separated) is the ``record_id``. A single record (its ``.hea``, ``.dat`` or ``.mat``
+  file, or its path without extension) is a ``wfdb`` input of one record, named by its file name.
 - ``manifest``: a CSV file with a ``record`` column (WFDB record path with or without
   extension, absolute or relative to the CSV's folder) and an optional id column
   (``record_id`` or ``id``, or any column named with ``id_column``); rows keep file order.
@@ -24,7 +25,9 @@ from pathlib import Path
 
 import pandas as pd
 
-INPUT_KINDS: tuple[str, ...] = ("wfdb", "manifest", "ptbxl", "mimic")
+from ecgproto.score.config import INPUT_KINDS
+from ecgproto.errors import InputNotFoundError, UserError
+
 _SIGNAL_EXTENSIONS = (".hea", ".dat", ".mat")
 
 
@@ -55,13 +58,15 @@ class RecordList:
 def detect_kind(input_path: str | Path) -> str:
     """Which kind of input ``input_path`` is (see the module docstring); raises if none fits."""
     path = Path(input_path)
+    if _single_record(path) is not None:
+        return "wfdb"
     if not path.exists():
-        raise FileNotFoundError(f"scoring input {path} does not exist; give a WFDB folder, a manifest CSV, "
+        raise InputNotFoundError(f"scoring input {path} does not exist; give a WFDB folder, a manifest CSV, "
                                 "a PTB-XL folder or a MIMIC-IV-ECG folder")
     if path.is_file():
         if path.suffix.lower() == ".csv":
             return "manifest"
-        raise ValueError(f"scoring input {path} is a file but not a .csv manifest; give a manifest CSV with a "
+        raise UserError(f"scoring input {path} is a file but not a .csv manifest; give a manifest CSV with a "
                          "'record' column, or a folder of WFDB records")
     if (path / "ptbxl_database.csv").is_file():
         return "ptbxl"
@@ -69,7 +74,7 @@ def detect_kind(input_path: str | Path) -> str:
         return "mimic"
     if next(path.rglob("*.hea"), None) is not None:
         return "wfdb"
-    raise ValueError(f"scoring input {path}: no ptbxl_database.csv, no record_list.csv and no .hea header "
+    raise UserError(f"scoring input {path}: no ptbxl_database.csv, no record_list.csv and no .hea header "
                      "anywhere below it; give a WFDB folder, a manifest CSV, a PTB-XL or a MIMIC-IV-ECG folder")
 
 
@@ -84,16 +89,16 @@ def list_records(input_path: str | Path, sampling_rate: int, kind: str | None = 
     path = Path(input_path)
     kind = kind or detect_kind(path)
     if kind not in INPUT_KINDS:
-        raise ValueError(f"unknown input kind {kind!r}; expected one of {list(INPUT_KINDS)}")
+        raise UserError(f"unknown input kind {kind!r}; expected one of {list(INPUT_KINDS)}")
     required = {"ptbxl": path / "ptbxl_database.csv", "mimic": path / "record_list.csv"}.get(kind)
     if required is not None and not required.is_file():
-        raise ValueError(f"{path} is not a {kind} folder: {required.name} not found")
-    if (kind == "manifest") != path.is_file():
-        raise ValueError(f"{path}: a {kind} input must be {'a CSV file' if kind == 'manifest' else 'a folder'}")
+        raise UserError(f"{path} is not a {kind} folder: {required.name} not found")
+    if (kind == "manifest") != path.is_file() and not (kind == "wfdb" and _single_record(path) is not None):
+        raise UserError(f"{path}: a {kind} input must be {'a CSV file' if kind == 'manifest' else 'a folder'}")
     if id_column is not None and kind != "manifest":
-        raise ValueError(f"--id-column only applies to a manifest CSV, but {path} is a {kind} input")
+        raise UserError(f"--id-column only applies to a manifest CSV, but {path} is a {kind} input")
     if folds is not None and kind != "ptbxl":
-        raise ValueError(f"folds only apply to a PTB-XL folder, but {path} is a {kind} input")
+        raise UserError(f"folds only apply to a PTB-XL folder, but {path} is a {kind} input")
     if kind == "wfdb":
         records = _wfdb_folder(path)
     elif kind == "manifest":
@@ -103,7 +108,7 @@ def list_records(input_path: str | Path, sampling_rate: int, kind: str | None = 
     else:
         records = _mimic(path)
     if len(records) == 0:
-        raise ValueError(f"scoring input {path} ({kind}) lists no records")
+        raise UserError(f"scoring input {path} ({kind}) lists no records")
     duplicated = records.frame["record_id"].duplicated()
     if duplicated.any():
         first = records.frame.loc[duplicated, "record_id"].iloc[0]
@@ -128,7 +133,20 @@ def _strip_extension(record: str) -> str:
     return record
 
 
+def _single_record(path: Path) -> Path | None:
+    """The record (path without extension) when ``path`` names one WFDB record: its ``.hea``/``.dat``/``.mat``
+    file or the record path itself, with a header beside it; else None."""
+    stem = Path(_strip_extension(str(path)))
+    if path.is_dir() or not stem.with_name(stem.name + ".hea").is_file():
+        return None
+    return stem if (path.is_file() or path == stem) else None
+
+
 def _wfdb_folder(root: Path) -> RecordList:
+    record = _single_record(root)
+    if record is not None:  # one record: its id is its name
+        record = record.resolve()
+        return RecordList("wfdb", record.parent, (), pd.DataFrame({"record_id": [record.name], "path": [str(record)]}))
     root = root.resolve()
     rel = sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.hea"))
     frame = pd.DataFrame({"record_id": rel, "path": [str(root / r) for r in rel]})
@@ -138,17 +156,17 @@ def _wfdb_folder(root: Path) -> RecordList:
 def _manifest(csv_path: Path, id_column: str | None) -> RecordList:
     table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     if "record" not in table.columns:
-        raise ValueError(f"manifest {csv_path} has no 'record' column (columns: {list(table.columns)}); "
+        raise UserError(f"manifest {csv_path} has no 'record' column (columns: {list(table.columns)}); "
                          "add a 'record' column with the WFDB record path of each row")
     if id_column is None:
         id_column = next((c for c in ("record_id", "id") if c in table.columns), None)
     elif id_column not in table.columns:
-        raise ValueError(f"manifest {csv_path} has no id column {id_column!r} (columns: {list(table.columns)})")
+        raise UserError(f"manifest {csv_path} has no id column {id_column!r} (columns: {list(table.columns)})")
     base = csv_path.resolve().parent
     records = [_strip_extension(r.strip()) for r in table["record"]]
     empty = [i for i, r in enumerate(records) if not r]
     if empty:
-        raise ValueError(f"manifest {csv_path}: empty 'record' value on data row(s) {[i + 1 for i in empty[:5]]}")
+        raise UserError(f"manifest {csv_path}: empty 'record' value on data row(s) {[i + 1 for i in empty[:5]]}")
     paths = [str(p if (p := Path(r)).is_absolute() else (base / p)) for r in records]
     ids = list(table[id_column]) if id_column else records
     frame = pd.DataFrame({"record_id": ids, "path": paths})
@@ -190,9 +208,9 @@ def parse_shard(text: str) -> tuple[int, int]:
         left, right = text.split("/")
         index, count = int(left), int(right)
     except ValueError:
-        raise ValueError(f"--shard {text!r}: expected i/n, e.g. 0/4 (shards are numbered 0..n-1)") from None
+        raise UserError(f"--shard {text!r}: expected i/n, e.g. 0/4 (shards are numbered 0..n-1)") from None
     if count < 1 or not 0 <= index < count:
-        raise ValueError(f"--shard {text!r}: need n >= 1 and 0 <= i < n (shards are numbered 0..n-1)")
+        raise UserError(f"--shard {text!r}: need n >= 1 and 0 <= i < n (shards are numbered 0..n-1)")
     return index, count
 
 

@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 
 from ecgproto.atomic import write_atomic
 from ecgproto.progress import progress
+from ecgproto.errors import UserError
 
 MANIFEST_NAME = "scoring_manifest.json"
 SCORES_PARQUET = "scores.parquet"
@@ -77,7 +78,7 @@ def lock_folder(out_dir: Path) -> int:
         os.close(fd)
         if exc.errno not in (errno.EACCES, errno.EAGAIN):
             raise
-        raise ValueError(f"{out_dir} is in use by another scoring run (pid {holder}, lock {path}); wait for it to "
+        raise UserError(f"{out_dir} is in use by another scoring run (pid {holder}, lock {path}); wait for it to "
                          "finish, or choose another --out") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -131,11 +132,11 @@ class ChunkStore:
     def _open(self, resume: bool) -> None:
         if self.manifest_path.exists():
             if not resume:
-                raise ValueError(f"{self.out_dir} already holds a scoring run ({MANIFEST_NAME}); pass --resume to "
+                raise UserError(f"{self.out_dir} already holds a scoring run ({MANIFEST_NAME}); pass --resume to "
                                  "continue it, or choose another --out")
             self._load()
         elif resume and (self.out_dir / SCORES_PARQUET).exists():
-            raise ValueError(f"{self.out_dir} has {SCORES_PARQUET} but no {MANIFEST_NAME}; cannot resume it, "
+            raise UserError(f"{self.out_dir} has {SCORES_PARQUET} but no {MANIFEST_NAME}; cannot resume it, "
                              "choose another --out")
         self.parts.mkdir(parents=True, exist_ok=True)
         self._save()
@@ -146,7 +147,7 @@ class ChunkStore:
         diff = sorted(k for k in set(old) | set(self.fingerprint) if old.get(k) != self.fingerprint.get(k))
         if diff:
             details = "; ".join(f"{k}: was {old.get(k)!r}, now {self.fingerprint.get(k)!r}" for k in diff)
-            raise ValueError(f"cannot --resume the run in {self.out_dir}: it was started with different settings "
+            raise UserError(f"cannot --resume the run in {self.out_dir}: it was started with different settings "
                              f"({details}); rerun with the same checkpoint, input and options, or another --out")
         self.finished = bool(saved.get("finished", False))
         self.done = {c for c in saved.get("done", []) if self._parts_exist(c)} if not self.finished else set(self.chunks)

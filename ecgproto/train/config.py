@@ -75,7 +75,7 @@ class TrainConfig:
     # the same for the fusion head (None = ``patience``); its epochs run on cached features, so cheap
     fusion_patience: int | None = None
     threads: int = 1  # torch intra-op threads per process; 0 = torch's default (all cores)
-    unique_projection: bool = False  # no two prototypes of a branch project onto the same ECG
+    unique_projection: bool = True  # no two prototypes of a branch project onto the same ECG (measured: docs/readme/train.md)
     scheduler: Literal["cosine", "none"] = "cosine"
     augment_scale: float = 0.0  # amplitude jitter ±fraction (0 = off)
     augment_noise_mv: float = 0.0  # Gaussian noise SD in mV (0 = off)
@@ -87,6 +87,14 @@ class TrainConfig:
     selection_min_positives: int = 1
     # fraction of validation (in-distribution) records the stored OOD threshold flags
     ood_flag_rate: float = 0.05
+    # accelerators (the device itself is the top-level ``device``): mixed precision of the branch
+    # training steps (autocast; fp16 adds a GradScaler and needs CUDA; validation, projection and
+    # features stay fp32), torch.compile of the training forward, DataLoader worker processes
+    # reading the memmap cache (0 = the main process) and pinned memory for the copies to a GPU
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    compile: bool = False
+    num_workers: int = 0
+    pin_memory: bool = True  # applies on CUDA only
 
     def __post_init__(self) -> None:
         unknown = set(self.branch_stages) - {"rhythm", "morphology", "global"}
@@ -100,6 +108,8 @@ class TrainConfig:
                 raise ValueError("prototype_init must come before the joint stage")
         if self.batch_size < 1 or self.eval_batch_size < 1 or self.fusion_batch_size < 1:
             raise ValueError("batch sizes must be >= 1")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
 
     @property
     def cached_patience(self) -> int:

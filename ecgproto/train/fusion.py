@@ -8,26 +8,23 @@ which takes seconds instead of re-running every backbone each epoch (reference Â
 from __future__ import annotations
 
 import copy
-import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from scipy.special import expit
 
+from ecgproto.config import Config
 from ecgproto.data.labels import all_labels, group_labels
-from ecgproto.evaluate.metrics import macro_auroc
-from ecgproto.evaluate.thresholds import threshold_table
-from ecgproto.progress import progress
-from ecgproto.train.branch_io import eval_mode
-from ecgproto.train.checkpoint import plain_state_dict
-from ecgproto.train.distributed import gather_rows, shard
+from ecgproto.metrics import macro_auroc
+from ecgproto.model.checkpoint import plain_state_dict
 from ecgproto.model.losses import fusion_loss
-from ecgproto.train.losses_adapter import pos_weight_for
+from ecgproto.model.thresholds import threshold_table
+from ecgproto.progress import progress
+from ecgproto.train.branch_forward import eval_mode
+from ecgproto.train.criterion import pos_weight_for
+from ecgproto.train.epochs import EpochStage, RunState, Snapshot
 from ecgproto.train.stages import make_optimizer, validation_metrics
-
-if TYPE_CHECKING:
-    from ecgproto.train.loop import Trainer
 
 
 @torch.no_grad()
@@ -37,35 +34,23 @@ def similarity_features(
     """What the fusion head reads, (N, P_total) float32, for archive ``rows``: the concatenated pooled
     branch similarities (the twin: pooled latents)."""
     outs = []
+    device = next(model.parameters()).device
     with eval_mode(model):
         starts = range(0, len(rows), batch_size)
         for s in progress(starts, desc=desc, total=len(starts), unit="batch"):
             r = rows[s : s + batch_size]
-            x = torch.from_numpy(np.asarray(archive.signals[r], dtype=np.float32))
-            outs.append(model(x).features.float().numpy())
+            x = torch.from_numpy(np.asarray(archive.signals[r], dtype=np.float32)).to(device, non_blocking=True)
+            outs.append(model(x).features.float().cpu().numpy())
     width = model.fusion.weight_raw.shape[1]
     return np.concatenate(outs) if outs else np.zeros((0, width), np.float32)
-
-
-def cached_features(trainer: Trainer) -> dict[str, np.ndarray]:
-    """Features of every split, computed once per process (sharded across ranks)."""
-    cache = getattr(trainer, "_fusion_features", None)
-    if cache is None:
-        cache = {}
-        for split in ("train", "val", "test"):
-            rows = shard(trainer.rows[split], trainer.dist)
-            local = similarity_features(trainer.model, trainer.archive, rows,
-                                        trainer.cfg.train.eval_batch_size, f"features {split}")
-            cache[split] = gather_rows(local, trainer.dist)
-        trainer._fusion_features = cache
-    return cache
 
 
 @torch.no_grad()
 def fusion_logits(model: torch.nn.Module, features: np.ndarray) -> np.ndarray:
     """Fusion-head logits (N, 71) float64 on cached features (N, P_total) (used for AUROC ranking)."""
     with eval_mode(model):
-        return model.fusion(torch.from_numpy(features)).double().numpy()
+        x = torch.from_numpy(features).to(next(model.parameters()).device)
+        return model.fusion(x).double().cpu().numpy()
 
 
 @torch.no_grad()
@@ -85,7 +70,7 @@ def init_fusion_from_branches(model: torch.nn.Module) -> None:
     bias = torch.zeros_like(fusion.bias, dtype=torch.float64)
     for group, cols in model.branch_slices().items():
         last = model.branches[group].last_layer.weight.double()  # (C_g, P_g)
-        rows = torch.tensor([labels[c] for c in group_labels(group)])
+        rows = torch.tensor([labels[c] for c in group_labels(group)], device=weight.device)
         mean, std = fusion.sim_mean[cols][0].double(), fusion.sim_std[cols][0].double()
         weight[rows, cols] = last * std
         bias[rows] = last.sum(dim=1) * mean
@@ -100,8 +85,8 @@ def init_fusion_from_branches(model: torch.nn.Module) -> None:
 
 
 @torch.no_grad()
-def calibrate_fusion_head(model: torch.nn.Module, features: np.ndarray, labels: np.ndarray,
-                          min_slope: float = 1e-3) -> np.ndarray:
+def platt_scale_fusion_head(model: torch.nn.Module, features: np.ndarray, labels: np.ndarray,
+                            min_slope: float = 1e-3) -> np.ndarray:
     """Per-label Platt scaling of the fusion head on training ``features`` (N, P_total) / ``labels`` (N, 71).
 
     The branches' last layers have no bias, so a head started at them ranks well but its logits
@@ -116,7 +101,8 @@ def calibrate_fusion_head(model: torch.nn.Module, features: np.ndarray, labels: 
     from sklearn.linear_model import LogisticRegression
 
     fusion = model.fusion
-    z = fusion(torch.from_numpy(np.asarray(features, dtype=np.float32))).double().numpy()
+    device = fusion.weight_raw.device
+    z = fusion(torch.from_numpy(np.asarray(features, dtype=np.float32)).to(device)).double().cpu().numpy()
     y = np.asarray(labels) > 0
     mean, std = z.mean(axis=0), z.std(axis=0)
     std = np.where(std > 0, std, 1.0)
@@ -130,98 +116,90 @@ def calibrate_fusion_head(model: torch.nn.Module, features: np.ndarray, labels: 
             coef, intercept = 0.0, float(np.log((n_pos + 0.5) / (len(y) - n_pos + 0.5)))
         slope[c] = max(coef, min_slope) / std[c]
         offset[c] = intercept - slope[c] * mean[c]
-    a = torch.from_numpy(slope).to(fusion.weight_raw.dtype)
+    a = torch.from_numpy(slope).to(device, fusion.weight_raw.dtype)
     fusion.weight_raw.mul_(a[:, None])
-    fusion.bias.copy_(a.to(fusion.bias.dtype) * fusion.bias + torch.from_numpy(offset).to(fusion.bias.dtype))
+    fusion.bias.copy_(a.to(fusion.bias.dtype) * fusion.bias + torch.from_numpy(offset).to(device, fusion.bias.dtype))
     return slope
 
 
-def run_fusion(trainer: Trainer, budget: list[float]) -> bool:
-    """Train the fusion head (one phase of the run); returns False when the epoch budget ran out."""
-    cfg, tcfg, s, model = trainer.cfg, trainer.cfg.train, trainer.state, trainer.model
-    feats = cached_features(trainer)
-    y_train = torch.from_numpy(np.asarray(trainer.train_labels, dtype=np.float32))
-    x_train = torch.from_numpy(feats["train"])
-    if "normalization" not in s.fusion:
-        norm = model.fusion.fit_normalization(x_train) if cfg.model.fusion.normalize else None
-        s.fusion["normalization"] = norm
-        if tcfg.fusion_init == "branches":
-            init_fusion_from_branches(model)
-            calibrate_fusion_head(model, feats["train"], trainer.train_labels)
-    model.requires_grad_(False)
-    model.eval()
-    params = list(model.fusion.parameters())
-    for p in params:
-        p.requires_grad_(True)
-    optimizer, scheduler = make_optimizer(params, tcfg.fusion_lr, tcfg.fusion_epochs, tcfg, s)
-    pos_weight = pos_weight_for(trainer.train_labels, cfg.model.loss.pos_weight_cap)
-    n = len(x_train)
-    bs = tcfg.fusion_batch_size
-    seed = cfg.seed * 100 + s.phase
-    def val_metrics() -> dict[str, float]:
-        return validation_metrics(trainer.val_labels, fusion_logits(model, feats["val"]), tcfg.selection_min_positives)
+class FusionStage(EpochStage):
+    """The fusion phase: the head trained on cached branch features, ``train.fusion_epochs`` epochs
+    with ``train.cached_patience``, driven by :func:`ecgproto.train.epochs.run_epochs`.
 
-    if s.epoch == 0 and s.best_model is None:
-        # the starting head is a candidate too: training must beat it on validation to replace it
-        metrics = val_metrics()
-        s.best_metric = metrics["val_selection"]
-        s.best_model = {k: v for k, v in plain_state_dict(model).items() if k.startswith("fusion.")}
-        s.best_epoch = -1
-        trainer._log({"phase": "fusion", "branch": "fusion", "stage": "fusion", "epoch": -1, "lr": 0.0,
-                      **metrics, "best": True, "seconds": 0.0})
-    while s.epoch < tcfg.fusion_epochs:
-        if budget[0] <= 0:
-            _snapshot(s, optimizer, scheduler)
-            trainer.save_state()
-            return False
-        t0 = time.perf_counter()
-        model.fusion.train()
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + s.epoch))
-        total, n_batches = 0.0, 0
+    Creating it prepares the head once per run (per-branch normalisation, the start at the
+    branches' last layers and its Platt scaling, recorded in ``state.fusion``) and the optimizer
+    (restored from ``state`` on resume); :meth:`finish` tunes the decision thresholds.
+    """
+
+    phase = branch = stage = "fusion"
+    save_each_epoch = False
+
+    def __init__(self, cfg: Config, model: torch.nn.Module, features: dict[str, np.ndarray],
+                 train_labels: np.ndarray, val_labels: np.ndarray, state: RunState, seed: int) -> None:
+        tcfg = cfg.train
+        self.cfg, self.model, self.features = cfg, model, features
+        self.train_labels, self.val_labels = train_labels, val_labels
+        self.epochs, self.patience, self.seed = tcfg.fusion_epochs, tcfg.cached_patience, seed
+        self.device = next(model.parameters()).device
+        self.x_train = torch.from_numpy(features["train"]).to(self.device)
+        self.y_train = torch.from_numpy(np.asarray(train_labels, dtype=np.float32)).to(self.device)
+        if "normalization" not in state.fusion:
+            norm = model.fusion.fit_normalization(self.x_train) if cfg.model.fusion.normalize else None
+            state.fusion["normalization"] = norm
+            if tcfg.fusion_init == "branches":
+                init_fusion_from_branches(model)
+                platt_scale_fusion_head(model, features["train"], train_labels)
+        model.requires_grad_(False)
+        model.eval()
+        params = list(model.fusion.parameters())
+        for p in params:
+            p.requires_grad_(True)
+        self.optimizer, self.scheduler = make_optimizer(params, tcfg.fusion_lr, tcfg.fusion_epochs, tcfg, state)
+        self.pos_weight = pos_weight_for(train_labels, cfg.model.loss).to(self.device)
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        fusion, bs, n = self.model.fusion, self.cfg.train.fusion_batch_size, len(self.x_train)
+        fusion.train()
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
+        order = order.to(self.device)
+        total, n_batches = 0.0, 0  # the loss sum stays on the device (float64) until the epoch ends
         for start in range(0, n, bs):
             idx = order[start : start + bs]
-            logits = model.fusion(x_train[idx])
-            loss = fusion_loss(logits, y_train[idx], model.fusion.l1_penalty(), cfg.model.loss, pos_weight)["total"]
-            optimizer.zero_grad(set_to_none=True)
+            loss = fusion_loss(fusion(self.x_train[idx]), self.y_train[idx], fusion.l1_penalty(), self.cfg.model.loss,
+                               self.pos_weight)["total"]
+            self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
-            total += float(loss.detach())
+            self.optimizer.step()
+            total = total + loss.detach().double()
             n_batches += 1
-        lr = optimizer.param_groups[0]["lr"]
-        if scheduler is not None:
-            scheduler.step()
-        metrics = val_metrics()
-        metric = metrics["val_selection"]
-        improved = metric > s.best_metric
-        if improved:
-            s.best_metric, s.best_epoch, s.bad_epochs = metric, s.epoch, 0
-            s.best_model = {k: v for k, v in plain_state_dict(model).items() if k.startswith("fusion.")}
-        else:
-            s.bad_epochs += 1
-        trainer._log({
-            "phase": "fusion", "branch": "fusion", "stage": "fusion", "epoch": s.epoch, "lr": lr,
-            "train_loss": total / max(n_batches, 1), **metrics, "best": improved,
-            "seconds": time.perf_counter() - t0,
-        })
-        s.epoch += 1
-        budget[0] -= 1
-        if s.bad_epochs >= tcfg.cached_patience:
-            s.epoch = tcfg.fusion_epochs
-    if s.best_model is not None:
-        model.load_state_dict(s.best_model, strict=False)
-    model.requires_grad_(False)
-    model.eval()
-    val_logits = fusion_logits(model, feats["val"])
-    table = threshold_table(trainer.val_labels, expit(val_logits), train_labels=trainer.train_labels,
-                            min_positives=cfg.evaluate.threshold_min_positives,
-                            max_rate_ratio=cfg.evaluate.threshold_max_rate_ratio)
-    s.fusion["thresholds"] = table["threshold"].tolist()
-    s.fusion["threshold_rules"] = table["rule"].tolist()
-    s.fusion["val_macro_auroc"] = macro_auroc(trainer.val_labels, val_logits)
-    s.fusion["best_epoch"] = s.best_epoch
-    return True
+        lr = self.optimizer.param_groups[0]["lr"]
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return {"lr": lr, "train_loss": float(total) / max(n_batches, 1)}
 
+    def validate(self) -> dict[str, float]:
+        return validation_metrics(self.val_labels, fusion_logits(self.model, self.features["val"]),
+                                  self.cfg.train.selection_min_positives)
 
-def _snapshot(s: Any, optimizer: torch.optim.Optimizer, scheduler: Any) -> None:
-    s.optimizer = copy.deepcopy(optimizer.state_dict())
-    s.scheduler = scheduler.state_dict() if scheduler is not None else None
+    def best_weights(self) -> tuple[dict[str, torch.Tensor], None]:
+        return {k: v for k, v in plain_state_dict(self.model).items() if k.startswith("fusion.")}, None
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(copy.deepcopy(self.optimizer.state_dict()),
+                        self.scheduler.state_dict() if self.scheduler is not None else None)
+
+    def restore(self, best_model: dict[str, torch.Tensor] | None) -> None:
+        if best_model is not None:
+            self.model.load_state_dict(best_model, strict=False)
+        self.model.requires_grad_(False)
+        self.model.eval()
+
+    def finish(self) -> dict[str, Any]:
+        """Validation-tuned thresholds (rules per label) and the fused validation macro AUROC."""
+        cfg = self.cfg
+        val_logits = fusion_logits(self.model, self.features["val"])
+        table = threshold_table(self.val_labels, expit(val_logits), train_labels=self.train_labels,
+                                min_positives=cfg.evaluate.threshold_min_positives,
+                                max_rate_ratio=cfg.evaluate.threshold_max_rate_ratio)
+        return {"thresholds": table["threshold"].tolist(), "threshold_rules": table["rule"].tolist(),
+                "val_macro_auroc": macro_auroc(self.val_labels, val_logits)}

@@ -20,7 +20,7 @@ import torch
 
 from ecgproto.data.labels import label_table
 from ecgproto.progress import progress
-from ecgproto.train.branch_io import branch_forward, eval_mode
+from ecgproto.train.branch_forward import branch_forward, eval_mode
 
 
 @dataclass
@@ -114,15 +114,16 @@ def project_branch(
         torch.full((n_proto, k), -1, dtype=torch.int64),
         torch.full((n_proto, k), -1, dtype=torch.int64),
     )
+    device = next(model.parameters()).device
     with eval_mode(model):
         starts = range(0, len(rows), batch_size)
         for s in progress(starts, desc=f"project {group}", total=len(starts), unit="batch"):
             r = rows[s : s + batch_size]
-            x = torch.from_numpy(np.asarray(archive.signals[r], dtype=np.float32))
+            x = torch.from_numpy(np.asarray(archive.signals[r], dtype=np.float32)).to(device, non_blocking=True)
             y = torch.from_numpy(np.asarray(archive.labels[r][:, cols], dtype=np.float32))
             out = branch_forward(model, group, x)
             win_sim = out.window_similarities.float()  # (B, P, W)
-            sim, win = win_sim.max(dim=2)  # (B, P)
+            sim, win = (t.cpu() for t in win_sim.max(dim=2))  # (B, P); the search runs on the CPU
             eligible = (y @ identity.T) > 0  # (B, P)
             sim = sim.masked_fill(~eligible, -torch.inf)
             row_t = torch.from_numpy(r).unsqueeze(0).expand(n_proto, -1)
@@ -152,13 +153,14 @@ def project_branch(
             # independent of which other records share a batch (float results vary with batch size)
             windows = torch.cat([
                 branch.latent_windows(branch_forward(
-                    model, group, torch.from_numpy(np.asarray(archive.signals[[r]], dtype=np.float32))).latent)
+                    model, group,
+                    torch.from_numpy(np.asarray(archive.signals[[r]], dtype=np.float32)).to(device)).latent).cpu()
                 for r in chosen
             ])  # (n, W, D)
         pos = np.searchsorted(chosen, src_row[placed])
         new = windows[torch.from_numpy(pos), torch.from_numpy(src_win[placed])]  # (n_placed, D)
         flat = branch.prototype_vectors.data.view(n_proto, -1)
-        flat[torch.from_numpy(np.flatnonzero(placed))] = new.to(flat.dtype)
+        flat[torch.from_numpy(np.flatnonzero(placed)).to(device)] = new.to(device, flat.dtype)
 
     table = model.prototype_table()
     table = table[table["branch"] == group].sort_values("local_index")

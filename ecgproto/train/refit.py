@@ -18,7 +18,7 @@ import torch
 
 from ecgproto.data.labels import label_table
 from ecgproto.model.losses import bce_loss, last_layer_l1
-from ecgproto.train.branch_io import eval_mode
+from ecgproto.train.branch_forward import eval_mode
 from ecgproto.train.stages import predict_branch, selection_auroc
 
 
@@ -40,18 +40,20 @@ def refit_last_layer(
     ``rows["val"]`` (``selection_auroc`` over labels with >= ``min_positives`` validation
     positives). Returns the selected epoch (-1 = the layer it started from)."""
     branch = model.branches[group]
+    device = branch.last_layer.weight.device
     cols = label_table().indices(group)
     sims = {s: torch.from_numpy(predict_branch(model, group, archive, rows[s], batch_size, desc="re-fit",
-                                               output="similarities"))
+                                               output="similarities")).to(device)
             for s in ("train", "val")}
-    y_train = torch.from_numpy(np.asarray(archive.labels[rows["train"]][:, cols], dtype=np.float32))
+    y_train = torch.from_numpy(np.asarray(archive.labels[rows["train"]][:, cols], dtype=np.float32)).to(device)
+    pos_weight = pos_weight.to(device) if pos_weight is not None else None
     y_val = np.asarray(archive.labels[rows["val"]][:, cols])
     layer = branch.last_layer
     identity = branch.prototype_class_identity
 
     def val_auroc() -> float:
         with torch.no_grad():
-            return selection_auroc(y_val, layer(sims["val"]).double().numpy(), min_positives)
+            return selection_auroc(y_val, layer(sims["val"]).double().cpu().numpy(), min_positives)
 
     best = val_auroc()
     best_weight, best_epoch, bad = layer.weight.detach().clone(), -1, 0

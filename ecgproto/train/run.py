@@ -20,15 +20,15 @@ import torch
 from ecgproto import __version__
 from ecgproto.atomic import write_atomic, write_json_atomic
 from ecgproto.config import Config
-from ecgproto.configuration import to_dict
-from ecgproto.data.labels import all_labels, label_table
-from ecgproto.evaluate.metrics import macro_auroc
-from ecgproto.score.ood import calibrate_ood
-from ecgproto.train.checkpoint import finite_or_none, save_checkpoint
-from ecgproto.train.distributed import DistInfo, gather_rows, shard
-from ecgproto.train.fusion import cached_features, fusion_logits
+from ecgproto.yaml_dataclass import to_dict
+from ecgproto.data.labels import all_labels, label_statistics, label_table
+from ecgproto.metrics import macro_auroc
+from ecgproto.model.ood import extract_ood_features, fit_ood
+from ecgproto.model.checkpoint import finite_or_none, save_checkpoint
+from ecgproto.train.distributed import DistInfo, gather_rows, process_device, shard
+from ecgproto.train.fusion import fusion_logits
 from ecgproto.train.loop import LOG_NAME, Trainer, write_log
-from ecgproto.train.losses_adapter import cooccurrence_for
+from ecgproto.train.criterion import cooccurrence_for
 from ecgproto.train.projection import provenance_frame
 from ecgproto.train.stages import branch_auroc, predict_branch
 
@@ -39,34 +39,34 @@ PROTOTYPES_NAME = "prototypes.csv"
 
 @dataclass
 class TrainOutcome:
-    """The trained model (eval mode) and the summary written to ``train_summary.json``."""
+    """The trained model (eval mode, on the CPU) and the summary written to ``train_summary.json``."""
 
     model: torch.nn.Module
     summary: dict[str, Any]
 
 
-def configure_torch(cfg: Config) -> None:
-    """Threads, seeds and deterministic algorithms for a reproducible CPU run."""
+def configure_torch(cfg: Config, device: torch.device | None = None) -> None:
+    """Threads, seeds and deterministic algorithms for a reproducible CPU run; on a GPU, cuDNN's
+    autotuner instead (GPU runs are seeded, not bit-for-bit reproducible)."""
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
-    if cfg.train.deterministic and not torch.are_deterministic_algorithms_enabled():
-        # the public torch.use_deterministic_algorithms also imports the torch.compile stack
-        # (seconds on a small CPU box) only to set an inductor flag this CPU trainer never uses
-        setter = getattr(torch._C, "_set_deterministic_algorithms", None)
-        if setter is not None:
-            setter(True, warn_only=True)
-        else:
-            torch.use_deterministic_algorithms(True, warn_only=True)
+    if device is not None and device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    elif cfg.train.deterministic and not torch.are_deterministic_algorithms_enabled():
+        # public API; it also imports torch's compiler config (about 1-5 s once per process)
+        torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def build_model(cfg: Config, archive: Any) -> torch.nn.Module:
     """Seeded network (``model.kind``) for the archive's rate/length, with train-split standardisation."""
     from ecgproto.model import build_network
+    from ecgproto.model.pretrained import apply_pretrained
 
     torch.manual_seed(cfg.seed)
     model = build_network(cfg.model, n_samples=int(archive.signals.shape[-1]), fs=int(archive.fs))
+    apply_pretrained(model)  # branches with model.branches.<group>.pretrained set (local ImageNet file)
     if archive.standardization is not None:
         model.set_standardization(archive.standardization["mean"], archive.standardization["std"])
     return model
@@ -91,10 +91,11 @@ def checkpoint_meta(trainer: Trainer, val_metrics: dict[str, Any]) -> dict[str, 
         "groups": {g: list(table.groups[g]) for g in table.groups},
         "sampling_rate": int(archive.fs),
         "n_samples": int(archive.signals.shape[-1]),
-        "highpass": {"cutoff_hz": cfg.data.highpass_hz, "order": cfg.data.highpass_order},
+        "highpass": {"cutoff_hz": cfg.data.highpass_hz, "order": cfg.data.highpass_order, "edge": cfg.data.highpass_edge},
         "standardization": archive.standardization,
         "model_kind": cfg.model.kind,
         "cooccurrence": {g: cooccurrence_for(trainer.train_labels, g).tolist() for g in trainer.model.branches},
+        "label_stats": label_statistics(trainer.train_labels),
         "prototypes": sorted(prototypes, key=lambda p: p["index"]),
         "projection": s.projection,
         "thresholds": s.fusion.get("thresholds", [0.5] * len(all_labels())),
@@ -102,16 +103,24 @@ def checkpoint_meta(trainer: Trainer, val_metrics: dict[str, Any]) -> dict[str, 
         "fusion_normalization": s.fusion.get("normalization"),
         "val_metrics": val_metrics,
         "data_key": getattr(archive, "key", None),
-        "ood": calibrate_ood(cached_features(trainer)["val"], cfg.train.ood_flag_rate,
-                             prototype_branches=trainer.model.prototype_table()["branch"].tolist())
-               if trainer.model.n_prototypes else None,
+        "ood": fit_ood_detector(trainer) if trainer.model.n_prototypes else None,
     }
+
+
+def fit_ood_detector(trainer: Trainer) -> dict[str, Any]:
+    """OOD calibration (:func:`ecgproto.model.ood.fit_ood`): distance fitted on the training records,
+    threshold at ``train.ood_flag_rate`` of the validation records."""
+    model, archive, batch = trainer.model, trainer.archive, trainer.cfg.train.eval_batch_size
+    features = {split: extract_ood_features(model, archive.signals, trainer.rows[split], batch)
+                for split in ("train", "val")}
+    return fit_ood(features["train"], features["val"], trainer.cfg.train.ood_flag_rate,
+                   branches=list(model.branches), fs=int(archive.fs))
 
 
 def evaluate_splits(trainer: Trainer) -> dict[str, dict[str, float | None]]:
     """Macro AUROC of the fused model and of each branch on the validation and test folds."""
     out: dict[str, dict[str, float | None]] = {}
-    feats = cached_features(trainer)
+    feats = trainer.fusion_features()
     for split in ("val", "test"):
         labels = np.asarray(trainer.archive.labels[trainer.rows[split]])
         metrics = {"fused": finite_or_none(macro_auroc(labels, fusion_logits(trainer.model, feats[split])))}
@@ -135,7 +144,7 @@ def train_model(
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    configure_torch(cfg)
+    configure_torch(cfg, process_device(cfg.device, dist_info or DistInfo()))
     model = build_model(cfg, archive)
     trainer = Trainer(cfg, archive, model, out_dir, dist_info)
     if resume:
@@ -151,6 +160,8 @@ def train_model(
         "n_prototypes": int(model.n_prototypes),
         "n_parameters": int(sum(p.numel() for p in model.parameters())),
         "world_size": trainer.dist.world_size,
+        "device": str(trainer.device),
+        "precision": cfg.train.precision,
         "seconds_this_call": round(time.perf_counter() - t0, 2),
         "seconds_training_total": round(sum(float(r.get("seconds", 0.0)) for r in trainer.state.log), 2),
         "config_hash": cfg.hash,
@@ -162,4 +173,4 @@ def train_model(
         frame = provenance_frame(meta["prototypes"])
         write_atomic(out_dir / PROTOTYPES_NAME, lambda tmp: frame.to_csv(tmp, index=False))
         write_json_atomic(out_dir / SUMMARY_NAME, summary, default=str)
-    return TrainOutcome(model, summary)
+    return TrainOutcome(model.cpu(), summary)

@@ -14,10 +14,11 @@ import numpy as np
 import torch
 
 from ecgproto.data.labels import label_table
-from ecgproto.evaluate.metrics import macro_auroc
+from ecgproto.device import autocast, check_precision
+from ecgproto.metrics import macro_auroc
 from ecgproto.progress import progress
 from ecgproto.model.losses import bce_loss
-from ecgproto.train.branch_io import branch_forward, branch_latent, eval_mode
+from ecgproto.train.branch_forward import branch_forward, branch_latent, eval_mode
 from ecgproto.train.config import TrainConfig
 
 TRAINABLE_STAGES = ("warmup", "joint", "last_layer")
@@ -40,14 +41,16 @@ class WarmupHead(torch.nn.Module):
 
 
 def make_warmup_head(model: torch.nn.Module, group: str, n_samples: int, seed: int) -> WarmupHead:
-    """A seeded ``WarmupHead`` sized from one dummy forward of branch ``group``."""
+    """A seeded ``WarmupHead`` sized from one dummy forward of branch ``group``, on the model's device
+    (initialised on the CPU, so its weights do not depend on the device)."""
+    device = next(model.parameters()).device
     with torch.no_grad(), eval_mode(model):
-        latent = branch_latent(model, group, torch.zeros(1, 12, n_samples))
+        latent = branch_latent(model, group, torch.zeros(1, 12, n_samples, device=device))
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     head = WarmupHead(pooled_latent(latent).shape[1], len(label_table().indices(group)))
     torch.random.set_rng_state(gen_state)
-    return head
+    return head.to(device)
 
 
 @dataclass
@@ -108,8 +111,10 @@ def setup_stage(model: torch.nn.Module, group: str, name: str, head: WarmupHead 
 
 def stage_loss(
     setup: StageSetup, model: torch.nn.Module, out: Any, y: torch.Tensor, criterion: torch.nn.Module
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """Loss of one batch and its named terms. ``y``: (B, C_g) float targets of the branch's group.
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Loss of one batch and its named terms (detached scalar tensors: reading them is left to the
+    caller, once per epoch, so a GPU step needs no host sync). ``y``: (B, C_g) float targets of the
+    branch's group.
 
     ``criterion`` is the branch's ``BranchLoss``: joint = BCE + clustering + separation +
     diversity + contrastive; last_layer = BCE + L1 on off-class last-layer weights;
@@ -118,14 +123,40 @@ def stage_loss(
     """
     if setup.name == "warmup" and setup.head is not None:  # ``out`` is the latent only (no prototypes run)
         bce = bce_loss(setup.head(out), y, criterion.pos_weight)
-        return bce, {"bce": float(bce.detach())}
+        return bce, {"bce": bce.detach()}
     if model.kind == "blackbox":  # the twin's own linear head: BCE only
         bce = bce_loss(out.logits, y, criterion.pos_weight)
-        return bce, {"bce": float(bce.detach())}
+        return bce, {"bce": bce.detach()}
     terms = criterion(out, y, model.branches[setup.group], stage=setup.name,
                       with_last_layer_l1=setup.name == "joint" and setup.trains_last_layer)
     total = terms.pop("total")
-    return total, {k: float(v.detach()) for k, v in terms.items()}
+    return total, {k: v.detach() for k, v in terms.items()}
+
+
+def make_grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | None:
+    """The loss scaler of ``train.precision`` fp16 (None for fp32 and bf16, which need none);
+    UserError for a precision the device cannot run."""
+    check_precision(precision, device)
+    return torch.amp.GradScaler(device.type) if precision == "fp16" else None
+
+
+def train_step(setup: StageSetup, model: torch.nn.Module, runner: torch.nn.Module, criterion: torch.nn.Module,
+               optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, precision: str = "fp32",
+               scaler: torch.amp.GradScaler | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One optimisation step of a branch stage on device-resident ``x`` (B, 12, T) and ``y`` (B, C_g):
+    forward and loss (under autocast for bf16/fp16; fp32 runs exactly the plain step), backward
+    (scaled by ``scaler`` for fp16), optimizer step. Returns the detached loss and terms (tensors)."""
+    with autocast(x.device, precision):
+        loss, terms = stage_loss(setup, model, runner(x), y, criterion)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    return loss.detach(), terms
 
 
 @torch.no_grad()
@@ -146,18 +177,19 @@ def predict_branch(
     negative logits all round to 0 (ties would read as AUROC 0.5).
     """
     outs = []
+    device = next(model.parameters()).device
     with eval_mode(model):
         if head is not None:
             head.eval()
         starts = range(0, len(rows), batch_size)
         for s in progress(starts, desc=f"{desc} {group}", total=len(starts), unit="batch"):
             r = rows[s : s + batch_size]
-            x = torch.from_numpy(np.asarray(archive.signals[r], dtype=np.float32))
+            x = torch.from_numpy(np.asarray(archive.signals[r], dtype=np.float32)).to(device, non_blocking=True)
             if output == "similarities":
-                outs.append(branch_forward(model, group, x).similarities.float().numpy())
+                outs.append(branch_forward(model, group, x).similarities.float().cpu().numpy())
                 continue
             logits = head(branch_latent(model, group, x)) if head is not None else branch_forward(model, group, x).logits
-            outs.append(logits.double().numpy())
+            outs.append(logits.double().cpu().numpy())
     if outs:
         return np.concatenate(outs)
     if output == "similarities":

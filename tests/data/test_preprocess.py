@@ -27,6 +27,22 @@ def test_highpass_matches_filtfilt_reference() -> None:
     b, a = butter(2, 0.5, btype="highpass", fs=100)
     expected = filtfilt(b, a, x, axis=-1)  # transfer-function form, same default odd padding
     np.testing.assert_allclose(highpass(x, 100, 0.5, 2), expected, atol=1e-5)
+    reflected = filtfilt(b, a, x, axis=-1, padtype="even", padlen=200)  # 2 s mirrored at each end
+    np.testing.assert_allclose(highpass(x, 100, 0.5, 2, edge="reflect"), reflected, atol=1e-5)
+
+
+def test_reflected_edges_carry_no_filter_transient() -> None:
+    """A record with a baseline offset: scipy's short odd extension leaves a transient at both ends,
+    the 2 s reflection does not."""
+    fs, t = 100, np.arange(1000) / 100
+    x = np.stack([np.sin(2 * np.pi * 1.2 * t) + 0.8 + 0.3 * t] * 12)
+    ends = np.r_[0:30, 970:1000]
+    legacy, reflected = highpass(x, fs), highpass(x, fs, edge="reflect")
+    middle = np.abs(reflected[:, 300:700]).mean()
+    assert np.abs(legacy[:, ends]).mean() > 1.2 * middle
+    assert np.abs(reflected[:, ends]).mean() < 1.1 * middle
+    with pytest.raises(ValueError, match="edge"):
+        highpass(x, fs, edge="zero")
 
 
 def test_highpass_disabled_and_bad_arguments() -> None:
@@ -63,3 +79,5 @@ def test_first_order_float32_highpass_is_within_a_hundredth_of_a_microvolt_step(
     sos = butter(1, 0.5, btype="highpass", fs=fs, output="sos")
     reference = sosfiltfilt(sos, x.astype(np.float64), axis=-1)
     assert np.abs(highpass(x, fs, 0.5, 1) - reference).max() < 1e-5
+    reference = sosfiltfilt(sos, x.astype(np.float64), axis=-1, padtype="even", padlen=2 * fs)
+    assert np.abs(highpass(x, fs, 0.5, 1, edge="reflect") - reference).max() < 1e-5

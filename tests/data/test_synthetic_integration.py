@@ -1,4 +1,4 @@
-"""The data layer on the synthetic archive written by ``ecgproto.data.synth`` (PTB-XL and MIMIC shapes)."""
+"""The data layer on the synthetic archive written by ``ecgproto.synth`` (PTB-XL and MIMIC shapes)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 
 from ecgproto.data.cache import prepare_cache
-from ecgproto.data.config import DataConfig, SynthConfig
+from ecgproto.data.config import DataConfig
+from ecgproto.synth.config import SynthConfig
 from ecgproto.data.mimic import load_hosp, load_machine_statements, load_record_list
 from ecgproto.data.ptbxl import load_ptbxl
-from ecgproto.data.synth import write_synthetic_archive
+from ecgproto.synth import write_synthetic_archive
 from ecgproto.data.wfdb_io import read_record
 
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from ecgproto.evaluate.bootstrap import BootstrapPlan, patient_bootstrap, percentile_ci
+from ecgproto.evaluate.bootstrap import (MIN_CI_PATIENTS, BootstrapPlan, class_patient_counts, interval_defined,
+                                         patient_bootstrap, percentile_ci)
 from ecgproto.evaluate.metrics import auroc_weighted
 
 
@@ -64,3 +65,68 @@ def test_percentile_ci_ignores_undefined_resamples():
     assert np.isfinite(lo[0]) and np.isnan(lo[1]) and np.isnan(hi[1])
     with pytest.raises(ValueError, match="level"):
         percentile_ci(s, 95)
+
+
+def test_class_patient_counts_count_patients_not_records():
+    y = np.array([[1, 0], [1, 0], [0, 1], [0, 0]])
+    pos, neg = class_patient_counts(y, np.array([7, 7, 8, 9]))  # patient 7 has two positive records
+    assert pos.tolist() == [1, 1] and neg.tolist() == [2, 2]
+    assert interval_defined(np.array([5, 4, 9]), np.array([5, 9, 4])).tolist() == [True, False, False]
+    assert interval_defined(2, 2, minimum=2)
+
+
+def _one_vs_one_predictions():
+    """Label AFIB: 1 positive and 1 negative patient (perfectly ranked); NORM: 20 vs 20 patients."""
+    from ecgproto.data.labels import all_labels
+    from ecgproto.evaluate.evaluation import Predictions
+
+    codes = all_labels()
+    rng = np.random.default_rng(0)
+    n = 40
+    y = np.zeros((n, 71), dtype=np.uint8)
+    y[:20, codes.index("NORM")] = 1
+    y[0, codes.index("AFIB")] = 1
+    p = np.clip(0.3 * y + 0.7 * rng.random((n, 71)), 0, 1)
+    p[:, codes.index("AFIB")] = 0.0
+    p[0, codes.index("AFIB")] = 0.9
+    return Predictions(np.arange(1, n + 1), np.arange(n), y, {"fused": p}), codes
+
+
+def test_too_few_cases_give_no_interval_but_keep_the_point_estimate():
+    from ecgproto.evaluate.config import EvaluateConfig
+    from ecgproto.evaluate.evaluation import evaluate_predictions
+    from ecgproto.evaluate.report import _ci
+    from ecgproto.evaluate.tasks import Task
+
+    pred, codes = _one_vs_one_predictions()
+    tasks = [Task("fused", "afib", ("AFIB",)), Task("fused", "norm", ("NORM",))]
+    # only records 0 and 20 (1 positive vs 1 negative patient) for the AFIB-only evaluation
+    keep = np.isin(np.arange(40), [0, 20])
+    small = type(pred)(pred.ecg_ids[keep], pred.patient_ids[keep], pred.labels[keep], {"fused": pred.probs["fused"][keep]})
+    cfg = EvaluateConfig(n_bootstrap=200, gallery_size=0, n_top_curves=0)
+    ev = evaluate_predictions(small, cfg, tasks=tasks[:1])
+    afib = ev.per_label.set_index("label").loc["AFIB"]
+    assert afib["auroc"] == 1.0 and afib["n_pos"] == 1 and afib["n_neg"] == 1  # the point estimate stays
+    assert np.isnan(afib["auroc_lo"]) and np.isnan(afib["auroc_hi"]) and afib["ci_too_few"]  # not [1, 1]
+    assert _ci(afib.to_dict(), "auroc") == "1.000 [n/a (too few positives/negatives)]"
+    summary = ev.summary.iloc[0]
+    assert summary["macro_auroc"] == 1.0 and np.isnan(summary["macro_auroc_lo"]) and summary["ci_too_few"]
+
+    ev = evaluate_predictions(pred, cfg, tasks=tasks)  # NORM: 20 vs 20 patients, a real interval
+    norm_row = ev.per_label.set_index("label").loc["NORM"]
+    assert not norm_row["ci_too_few"] and norm_row["auroc_lo"] < norm_row["auroc"] < norm_row["auroc_hi"]
+    assert "ci_minimum" in ev.settings and str(MIN_CI_PATIENTS) in ev.settings["ci_minimum"]
+
+
+def test_paired_comparison_has_no_interval_from_too_few_cases():
+    from ecgproto.evaluate.compare import paired_auroc_difference
+    from ecgproto.evaluate.tasks import Task
+
+    pred, _ = _one_vs_one_predictions()
+    keep = np.isin(np.arange(40), [0, 20])
+    probs = {"fused": pred.probs["fused"][keep]}
+    table = paired_auroc_difference(pred.labels[keep], probs, probs, pred.patient_ids[keep],
+                                    [Task("fused", "afib", ("AFIB",))], 100, 0, 0.95)
+    row = table.iloc[0]
+    assert row["a"] == 1.0 and row["diff"] == 0.0 and row["ci_too_few"]
+    assert np.isnan(row[["a_lo", "a_hi", "diff_lo", "diff_hi"]].to_numpy(dtype=float)).all()

@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from ecgproto.cli import main
 from ecgproto.config import load_config
-from ecgproto.configuration import to_dict
+from ecgproto.yaml_dataclass import to_dict
 from ecgproto.data.labels import all_labels
 from ecgproto.model import build_network
-from ecgproto.train.checkpoint import load_checkpoint, save_checkpoint
+from ecgproto.model.checkpoint import load_checkpoint, save_checkpoint
+from tests.checks import resolved_config
 from tests.evaluate.test_evaluation import _Collector
 
 TINY = [f"model.branches.{g}.base_width=4" for g in ("rhythm", "morphology", "global")] + [
@@ -58,15 +60,18 @@ def test_evaluate_command_end_to_end(ptbxl_sample, tiny_run, tmp_path, capsys):
                "--set", "evaluate.n_top_curves=2", "--set", "evaluate.benchmark_sets=[superdiagnostic]"])
     assert rc == 0, capsys.readouterr().err
     assert "macro AUROC" in capsys.readouterr().out
-    for name in ("report.html", "metrics.json", "per_label.csv", "subgroups.csv", "predictions.parquet",
-                 "bootstrap_indices.npz", "config.resolved.yaml"):
-        assert (out / name).is_file(), name
+    assert resolved_config(out).evaluate.n_bootstrap == 20
+    html = (out / "report.html").read_text()
+    assert "macro AUROC" in html and "https://" not in html
+    assert set(pd.read_csv(out / "subgroups.csv")["variable"]) >= {"sex"}
     db = pd.read_csv(ptbxl_sample / "ptbxl_database.csv")
     preds = pd.read_parquet(out / "predictions.parquet")
     test_ids = set(db.loc[db["strat_fold"] == 10, "ecg_id"])
     assert set(preds["ecg_id"]) <= test_ids and len(preds) >= 0.9 * len(test_ids)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["settings"]["n_records"] == len(preds)
+    draws = np.load(out / "bootstrap_indices.npz")["draws"]
+    assert draws.shape == (20, metrics["settings"]["n_patients"])
     assert metrics["settings"]["threshold_source"].startswith("validation")
     assert metrics["prototype_quality"]["unique_source_ecgs"] == 5
     # labels absent from this small fold are undefined, never 0.5

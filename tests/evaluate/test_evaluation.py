@@ -16,7 +16,7 @@ from ecgproto.evaluate.evaluation import Predictions, evaluate_predictions
 from ecgproto.evaluate.report import ReportContext, write_report
 from ecgproto.evaluate.subgroups import age_levels, subgroup_masks
 from ecgproto.evaluate.tasks import Task, record_mask, task_arrays
-from ecgproto.evaluate.thresholds import threshold_table
+from ecgproto.model.thresholds import threshold_table
 
 CODES = all_labels()
 

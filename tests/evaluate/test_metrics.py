@@ -16,14 +16,13 @@ from ecgproto.evaluate.metrics import (
     average_precision_weighted,
     fmax,
     fmax_weighted,
-    macro_auroc,
     per_label_auprc,
-    per_label_auroc,
     per_label_brier,
     per_label_threshold_metrics,
     threshold_metrics_weighted,
     weighted_auroc,
 )
+from ecgproto.metrics import macro_auroc, per_label_auroc
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 import numpy as np
 from sklearn.metrics import f1_score, roc_auc_score
 
-from ecgproto.evaluate.metrics import macro_auroc, per_label_auroc
-from ecgproto.evaluate.thresholds import tune_thresholds
+from ecgproto.metrics import macro_auroc, per_label_auroc
+from ecgproto.model.thresholds import tune_thresholds
 
 
 def test_tuned_threshold_is_f1_optimal():

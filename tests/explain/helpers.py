@@ -7,10 +7,10 @@ from pathlib import Path
 import torch
 
 from ecgproto.config import load_config
-from ecgproto.configuration import to_dict
+from ecgproto.yaml_dataclass import to_dict
 from ecgproto.data.labels import all_labels
 from ecgproto.model import build_network
-from ecgproto.train.checkpoint import save_checkpoint
+from ecgproto.model.checkpoint import save_checkpoint
 
 TINY = [f"model.branches.{g}.base_width=4" for g in ("rhythm", "morphology", "global")] + [
     "model.branches.rhythm.prototypes_per_class=1",

@@ -107,3 +107,27 @@ def test_argument_errors():
         top_contributions(model, sims[:, :5], probs, thresholds)
     with pytest.raises(ValueError, match="k must"):
         top_contributions(model, sims, probs, thresholds, k=0)
+
+
+def test_duplicate_prototypes_are_ranked_as_one_with_their_summed_contribution():
+    model = _model()
+    sims, probs, thresholds = _inputs(model)
+    plain = top_contributions(model, sims, probs, thresholds, k=2)
+    row = plain.iloc[0]
+    first, second = int(row["prototype"]), int(plain.iloc[1]["prototype"])
+    assert plain.iloc[1]["label"] == row["label"] and plain.iloc[1]["record_index"] == row["record_index"]
+    groups = np.arange(model.n_prototypes)
+    groups[second] = groups[first] = min(first, second)  # the two best are duplicates
+    merged = top_contributions(model, sims, probs, thresholds, k=2, groups=groups)
+    top = merged[(merged["record_index"] == row["record_index"]) & (merged["label"] == row["label"])]
+    assert int(top.iloc[0]["prototype"]) == first and set(top.iloc[0]["members"]) == {first, second}
+    assert top.iloc[0]["contribution"] == pytest.approx(row["contribution"] + plain.iloc[1]["contribution"], rel=1e-5)
+    assert second not in set(top["prototype"])  # never shown twice
+    # the logit decomposition is unchanged by the grouping
+    assert np.allclose(merged["bias"] + merged["supporting_total"] + merged["opposing_total"], merged["logit"], atol=1e-4)
+
+
+def test_untrained_labels_are_not_fallback_explanations():
+    probs = np.array([[0.9, 0.2, 0.6]])
+    rec, lab, pred = selected_labels(probs, np.array([1.01, 1.01, 1.01]), fallback=2, untrained=np.array([True, False, False]))
+    assert lab.tolist() == [2, 1] and not pred.any()

@@ -102,8 +102,8 @@ def test_correct_top_windows_keeps_true_predicted_best_morphology_row():
 
 def test_evaluate_localisation_end_to_end_on_synthetic_records(tmp_path):
     """Pipeline check with an untrained tiny model (its figures mean nothing; the slow test has the real one)."""
-    from ecgproto.data.config import SynthConfig
-    from ecgproto.data.synth import write_synthetic_archive
+    from ecgproto.synth.config import SynthConfig
+    from ecgproto.synth import write_synthetic_archive
     from ecgproto.explain.localisation import evaluate_localisation
     from tests.explain.helpers import tiny_checkpoint
 

@@ -34,3 +34,10 @@ def test_top_morphology_window_overlaps_simulated_finding(tmp_path):
     ectopic = figures["ectopic_beats"]
     if ectopic["n_cases"] >= 30:
         assert ectopic["hit_rate"] >= ectopic["chance_rate"] + 0.2, ectopic
+    # The bands the explanation figures draw: the receptive field always holds the ectopic beat the
+    # prototype matched, and the evidence window inside it lands on it far more often than chance.
+    drawn = figures["drawn_windows"]
+    field, evidence = drawn["receptive_field"]["ectopic_beats"], drawn["evidence"]["ectopic_beats"]
+    if field["n_cases"] >= 30:
+        assert field["hit_rate"] >= 0.95, drawn
+        assert evidence["hit_rate"] >= evidence["chance_rate"] + 0.2, drawn

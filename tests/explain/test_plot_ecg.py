@@ -11,7 +11,6 @@ from ecgproto.explain.plot_ecg import (
     MARGIN_LEFT_MM,
     paper_layout,
     plot_12lead,
-    plot_prototype_pair,
     save_figure,
 )
 
@@ -137,28 +136,6 @@ def test_bad_inputs_raise_clear_errors():
         plot_12lead(_signal(100), 0)
 
 
-def test_prototype_pair_keeps_scale_and_marks_both_windows():
-    fs = 100
-    fig = plot_prototype_pair(_signal(fs), _signal(fs), fs, test_highlight=(100, 150), proto_highlight=(700, 800), title="x")
-    ax_test, ax_proto = fig.axes
-    layout = paper_layout()
-    w_in = fig.get_size_inches()[0]
-    for ax in (ax_test, ax_proto):
-        assert ax.get_position().width * w_in * 25.4 == pytest.approx(layout.width_mm)
-    assert ax_test.get_position().x1 <= ax_proto.get_position().x0  # side by side
-    assert _highlights(ax_test)["rhythm"].get_x() == pytest.approx(MARGIN_LEFT_MM + 25.0)
-    assert _highlights(ax_proto)["rhythm"].get_x() == pytest.approx(MARGIN_LEFT_MM + 175.0)
-
-
-def test_prototype_pair_without_source_shows_window_only():
-    fig = plot_prototype_pair(_signal(100), None, 100, test_highlight=(0, 50), proto_highlight=(300, 400),
-                              proto_title="source ECG unavailable")
-    ax_proto = fig.axes[1]
-    assert not [c for c in ax_proto.collections if c.get_gid() == "traces"]
-    assert _highlights(ax_proto)["rhythm"].get_x() == pytest.approx(MARGIN_LEFT_MM + 75.0)
-    assert any("unavailable" in t.get_text() for t in ax_proto.texts)
-
-
 def test_save_figure_writes_png_at_paper_size(tmp_path):
     fig = plot_12lead(_signal(100), 100, highlight=(0, 100))
     out = save_figure(fig, tmp_path / "sub" / "ecg.png", dpi=50)
@@ -170,9 +147,56 @@ def test_save_figure_writes_png_at_paper_size(tmp_path):
     assert not list((tmp_path / "sub").glob("*.tmp"))
 
 
-def test_prototype_pair_marks_each_sheets_own_leads():
-    fig = plot_prototype_pair(_signal(100), _signal(100), 100, test_highlight=(0, 100), proto_highlight=(0, 100),
-                              highlight_leads=["II"], proto_highlight_leads=["III"])
-    ax_test, ax_proto = fig.axes
-    assert set(_highlights(ax_test)) == {"II", "rhythm"}
-    assert set(_highlights(ax_proto)) == {"III", "rhythm"}
+def test_12x1_sheet_shades_a_window_on_every_lead_at_the_same_x():
+    fs = 100
+    ax = plot_12lead(_signal(fs), fs, highlight=(300, 396), layout="12x1").axes[0]
+    layout = paper_layout(kind="12x1")
+    assert [p.lead for p in layout.panels] == list(LEADS) and all(p.t0 == 0.0 and p.t1 == 10.0 for p in layout.panels)
+    bands = _highlights(ax)
+    assert set(bands) == set(LEADS)  # one time window spans all 12 leads
+    assert all(b.get_x() == pytest.approx(MARGIN_LEFT_MM + 3.0 * 25.0) for b in bands.values())
+    assert all(b.get_width() == pytest.approx(0.96 * 25.0) for b in bands.values())
+
+
+def test_3x4_sheet_shades_only_the_leads_printed_at_those_seconds():
+    ax = plot_12lead(_signal(100), 100, highlight=(300, 396)).axes[0]  # 3.00-3.96 s: second column
+    assert set(_highlights(ax)) == {"aVR", "aVL", "aVF", "rhythm"}
+
+
+def test_window_comparison_draws_window_field_and_leads_at_paper_scale():
+    from ecgproto.explain.plot_window import LEFT_MM, WindowView, crop_span, plot_window_comparison
+
+    fs, n = 100, 1000
+    test = WindowView(_signal(fs), (300, 396), (100, 600), ("II", "III", "aVF"), "test")
+    proto = WindowView(None, None, None, (), "latent prototype")
+    fig = plot_window_comparison(test, proto, fs, n)
+    ax = fig.axes[0]
+    a, b = crop_span((100, 600), n, fs)
+    assert (a, b) == (80, 620)  # field ± 0.2 s, starting on a 0.2 s grid line
+    w_in, h_in = fig.get_size_inches()
+    assert ax.get_xlim()[1] == pytest.approx(w_in * 25.4)  # 1 data unit = 1 mm
+    windows = [p for p in ax.patches if (p.get_gid() or "").startswith("window:")]
+    fields = [p for p in ax.patches if (p.get_gid() or "").startswith("field:")]
+    assert {p.get_gid().split(":")[1] for p in windows} == {"II", "III", "aVF"}  # lead-aware: only its leads
+    assert {p.get_gid().split(":")[1] for p in fields} == {"II", "III", "aVF"}
+    x_window = LEFT_MM + (300 - a) / fs * 25.0
+    assert all(p.get_x() == pytest.approx(x_window) and p.get_width() == pytest.approx(0.96 * 25.0) for p in windows)
+    assert all(p.get_x() == pytest.approx(LEFT_MM + 0.2 * 25.0) and p.get_width() == pytest.approx(5.0 * 25.0)
+               for p in fields)
+    traces = [c for c in ax.collections if c.get_gid() == "traces"]
+    assert len(traces) == 1 and len(traces[0].get_segments()) == 12  # the latent side draws no trace
+    seg = traces[0].get_segments()[0]
+    assert seg[-1, 0] - seg[0, 0] == pytest.approx((b - a - 1) / fs * 25.0)  # 25 mm/s
+    assert any("latent prototype" in t.get_text() for t in ax.texts)
+
+
+def test_quantised_png_is_smaller_and_keeps_its_size():
+    from ecgproto.explain.plot_ecg import figure_png_bytes
+
+    fig = plot_12lead(_signal(100), 100, layout="12x1")
+    small, full = figure_png_bytes(fig, dpi=50), figure_png_bytes(fig, dpi=50, colors=None)
+    assert len(small) < len(full)
+    from io import BytesIO
+    from PIL import Image
+
+    assert Image.open(BytesIO(small)).size == Image.open(BytesIO(full)).size

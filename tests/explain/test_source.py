@@ -17,8 +17,10 @@ def test_preprocessing_matches_reader_plus_highpass(ptbxl_sample):
     path = ptbxl_sample / "records100" / "00000" / "00001_lr"
     res = prep.read(path)
     assert res.status == "ok" and res.signal.shape == (12, 1000) and res.signal.dtype == np.float32
-    expected = highpass(read_record(path, 100, 1000).signal, 100, 0.5, 1)
-    np.testing.assert_allclose(res.signal, expected)
+    raw = read_record(path, 100, 1000).signal
+    np.testing.assert_allclose(res.signal, highpass(raw, 100, 0.5, 1, edge="scipy"))  # meta without an edge rule
+    reflect = Preprocessing.from_meta({**META, "highpass": {**META["highpass"], "edge": "reflect"}}).read(path)
+    np.testing.assert_allclose(reflect.signal, highpass(raw, 100, 0.5, 1, edge="reflect"))
     bad = prep.read(ptbxl_sample / "records100" / "00000" / "nope")
     assert bad.status == "missing_file" and bad.signal is None
 
@@ -27,7 +29,7 @@ def test_source_archive_reads_by_ecg_id(ptbxl_sample):
     src = SourceArchive.resolve(META, ptbxl_sample)
     assert src.available
     sig, msg = src.signal(2)
-    expected = highpass(read_record(ptbxl_sample / "records100/00000/00002_lr", 100, 1000).signal, 100, 0.5, 1)
+    expected = highpass(read_record(ptbxl_sample / "records100/00000/00002_lr", 100, 1000).signal, 100, 0.5, 1, edge="scipy")
     np.testing.assert_allclose(sig, expected)
     assert msg == ""
     sig, msg = src.signal(99_999_999)

@@ -1,7 +1,7 @@
 import pytest
 
 from ecgproto.config import load_config, save_resolved_config
-from ecgproto.configuration import ConfigError
+from ecgproto.errors import ConfigError
 from ecgproto.model.config import GROUP_DEFAULTS, BranchConfig
 
 

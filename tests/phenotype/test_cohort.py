@@ -141,3 +141,11 @@ def test_unknown_icd_version_is_counted() -> None:
     c = build_cohort(ecgs, patients, adm, dx, load_phecode_map(), CFG)
     assert c.mapping_counts["rows_unknown_version"] == 1
     assert c.mapping_counts["rows_unmapped"] >= 1  # V15.82
+
+
+def test_age_cap_flags_only_ages_recorded_above_89() -> None:
+    """MIMIC records anchor ages above 89 as 91: an anchor age of 89 is a real age, not capped."""
+    ecgs, patients, adm, dx = _cohort_inputs()
+    patients = patients.assign(anchor_age=[89, 91, 90, 70])
+    u = build_cohort(ecgs, patients, adm, dx, load_phecode_map(), CFG).units.set_index("subject_id")
+    assert not bool(u.loc[1, "age_capped"]) and bool(u.loc[2, "age_capped"]) and bool(u.loc[3, "age_capped"])

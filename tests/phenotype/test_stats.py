@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import statsmodels.api as sm
 from scipy import stats
@@ -64,9 +65,38 @@ def test_cluster_robust_score_on_duplicated_units() -> None:
     dup = np.r_[np.arange(len(X)), np.arange(len(X))]
     doubled = score_screen(X[dup], Y[dup], mask[dup], Z[dup], groups=dup)
     naive = score_screen(X[dup], Y[dup], mask[dup], Z[dup])
-    np.testing.assert_allclose(doubled.chi2, single.chi2, rtol=1e-6)
+    # same sandwich up to the small-sample factor G/(G-1)·(n-1)/(n-q) (n units, G clusters, q parameters)
+    for k in range(Y.shape[1]):
+        q = 3 if k == 4 else 4  # intercept, age, (sex), feature; sex is constant for the sex-specific phecode
+        n, G = mask[:, k].sum(), mask[:, k].sum()
+        f_single = G / (G - 1) * (n - 1) / (n - q)
+        f_doubled = G / (G - 1) * (2 * n - 1) / (2 * n - q)
+        np.testing.assert_allclose(doubled.chi2[k] * f_doubled, single.chi2[k] * f_single, rtol=1e-6)
     # ignoring the clustering doubles the statistic of duplicated data
     np.testing.assert_allclose(naive.chi2, 2 * score_screen(X, Y, mask, Z).chi2, rtol=1e-6)
+
+
+def test_cluster_robust_score_variance_matches_independent_sandwich() -> None:
+    """Score variance under clustering: Σ_g (Σ_{i∈g} x̃_i r_i)² with x̃ = x minus its weighted projection on Z
+    (weights μ(1−μ) of the null fit, statsmodels), times statsmodels' cluster correction G/(G−1)·(n−1)/(n−q)."""
+    X, Y, mask, Z = _data(n=600, p=3, seed=5)
+    groups = np.repeat(np.arange(200), 3)
+    res = score_screen(X, Y, mask, Z, groups=groups)
+    for k in (0, 3):
+        m = mask[:, k]
+        y = Y[m, k].astype(float)
+        null = sm.Logit(y, Z[m]).fit(disp=0)
+        mu = null.predict(Z[m])
+        w = mu * (1 - mu)
+        x = (X[:, 0] - X[:, 0].mean()) / X[:, 0].std()
+        xm = x[m]
+        coef = np.linalg.solve(Z[m].T @ (w[:, None] * Z[m]), Z[m].T @ (w * xm))
+        contrib = (xm - Z[m] @ coef) * (y - mu)
+        sums = pd.Series(contrib).groupby(groups[m]).sum().to_numpy()
+        n, G, q = m.sum(), len(np.unique(groups[m])), Z.shape[1] + 1
+        V = G / (G - 1) * (n - 1) / (n - q) * (sums**2).sum()
+        U = ((y - mu) * xm).sum()
+        assert res.chi2[k, 0] == pytest.approx(U * U / V, rel=1e-6)
 
 
 def test_false_positive_rate_under_null() -> None:

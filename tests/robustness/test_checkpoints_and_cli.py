@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from ecgproto import cli
-from ecgproto.train.checkpoint import load_checkpoint
+from ecgproto.model.checkpoint import load_checkpoint
 
 from .test_worker_crash import _folder
 
@@ -32,8 +32,9 @@ def _edited(checkpoint, tmp_path, edit, name="edited.pt"):
     (lambda m: m.update(sampling_rate=0), r"sampling_rate 0 is not an integer in 50-10000"),
     (lambda m: m.update(n_samples=-1), r"n_samples -1"),
     (lambda m: m.update(highpass={"cutoff_hz": 80.0, "order": 1}), r"high-pass"),
-    (lambda m: m.update(ood={"method": "branch_max_similarity_z", "branches": ["rhythm"], "mean": [0.1, 0.2]}),
-     r"meta\['ood'\] .* malformed"),
+    (lambda m: m.update(ood={"method": "feature_mahalanobis", "version": 2, "branches": ["rhythm"]}),
+     r"meta\['ood'\] .* malformed: it is for branches \['rhythm'\]"),
+    (lambda m: m.update(ood={"method": "something_else"}), r"meta\['ood'\] .* malformed: unknown method"),
     (lambda m: m.pop("n_samples"), r"lacks \['n_samples'\]"),
 ])
 def test_inconsistent_checkpoint_is_refused(checkpoint, tmp_path, edit, message):
@@ -48,7 +49,7 @@ def test_model_config_needing_a_huge_allocation_is_refused(checkpoint, tmp_path)
     path = _edited(checkpoint, tmp_path, lambda m: m["config"]["model"]["branches"]["rhythm"].update(base_width=10**8))
     code = ("import resource, sys\n"
             "resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))\n"
-            "from ecgproto.train.checkpoint import load_checkpoint\n"
+            "from ecgproto.model.checkpoint import load_checkpoint\n"
             "try:\n    load_checkpoint(sys.argv[1])\nexcept ValueError as exc:\n    print('refused:', exc)\n")
     done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})

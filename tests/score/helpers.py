@@ -10,12 +10,12 @@ import pandas as pd
 import torch
 
 from ecgproto.config import load_config
-from ecgproto.configuration import to_dict
+from ecgproto.yaml_dataclass import to_dict
 from ecgproto.data.labels import all_labels
 from ecgproto.data.preprocess import highpass
 from ecgproto.data.wfdb_io import read_record
 from ecgproto.model import build_network
-from ecgproto.train.checkpoint import save_checkpoint
+from ecgproto.model.checkpoint import save_checkpoint
 
 FS = 100
 N_SAMPLES = 1000

@@ -8,7 +8,7 @@ from ecgproto.cli import main
 from ecgproto.data.labels import all_labels
 from ecgproto.model.inference import predict_arrays
 from ecgproto.score.scorer import ScoreOptions, score_archive
-from ecgproto.train.checkpoint import load_checkpoint
+from ecgproto.model.checkpoint import load_checkpoint
 
 from .helpers import preprocessed, tiny_checkpoint
 

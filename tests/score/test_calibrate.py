@@ -1,11 +1,12 @@
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from ecgproto.cli import main
 from ecgproto.score.scorer import ScoreOptions, score_archive
-from ecgproto.train.checkpoint import load_checkpoint
+from ecgproto.model.checkpoint import load_checkpoint
 
 
 def test_calibrate_ood_then_flag_at_the_validation_rate(checkpoint, synthetic_archive, tmp_path, capsys):
@@ -25,6 +26,11 @@ def test_calibrate_ood_then_flag_at_the_validation_rate(checkpoint, synthetic_ar
     val_rate = flags.loc[val_ids].mean()
     assert abs(val_rate - 0.2) <= 1.0 / len(val_ids) + 1e-9  # flags ~ the chosen fraction of validation records
     assert any("flag rate 0.2" in n for n in summary.notes)
+    # the OOD features travel back from worker processes, in other batches: the same scores
+    score_archive(calibrated, data, tmp_path / "scores2", ScoreOptions(workers=2, threads=1, batch_size=7))
+    two = pd.read_parquet(tmp_path / "scores2" / "scores.parquet").set_index("ecg_id")
+    np.testing.assert_allclose(two["ood_score"], scores["ood_score"], rtol=1e-4)
+    assert (two["ood_flag"] == flags).all()
 
 
 def test_calibrate_needs_a_ptbxl_folder(checkpoint, cinc_sample, tmp_path):

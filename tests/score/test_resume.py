@@ -10,16 +10,17 @@ import sys
 import pandas as pd
 import pytest
 
-from ecgproto.score.scorer import KILL_AFTER_ENV, ScoreOptions, score_archive
+from ecgproto.score.scorer import ScoreOptions, score_archive
 from ecgproto.score.store import MANIFEST_NAME
 
 from .conftest import REPO_ROOT
+from .kill_after_chunks import kill_after
 
 OPTIONS = dict(chunk_size=6, batch_size=4, workers=2, threads=1, save_similarities=True)
 
 
 def _killed_run(checkpoint, data, out):
-    os.environ[KILL_AFTER_ENV] = "3"
+    kill_after(3)  # in this forked child only: SIGKILL right after the third committed chunk
     score_archive(checkpoint, data, out, ScoreOptions(**OPTIONS))
 
 
@@ -48,11 +49,11 @@ def test_resume_after_kill_matches_uninterrupted_run(checkpoint, ptbxl_small, tm
     _assert_same_outputs(tmp_path / "run", tmp_path / "full")
 
 
-def _cli(checkpoint, data, out, *extra, env=None):
-    cmd = [sys.executable, "-m", "ecgproto.cli", "score", str(checkpoint), str(data), "--out", str(out),
+def _cli(checkpoint, data, out, *extra, kill_after_chunks=None):
+    entry = ["ecgproto.cli"] if kill_after_chunks is None else ["tests.score.kill_after_chunks", str(kill_after_chunks)]
+    cmd = [sys.executable, "-m", *entry, "score", str(checkpoint), str(data), "--out", str(out),
            "--chunk-size", "6", "--batch-size", "4", "--workers", "2", "--threads", "1", "--save-similarities", *extra]
-    full_env = {**os.environ, "ECGPROTO_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT),
-                **(env or {})}
+    full_env = {**os.environ, "ECGPROTO_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.run(cmd, cwd=REPO_ROOT, env=full_env, capture_output=True, text=True, timeout=300)
 
 
@@ -60,7 +61,7 @@ def _cli(checkpoint, data, out, *extra, env=None):
 def test_cli_resume_after_kill_matches_uninterrupted_run(checkpoint, ptbxl_small, tmp_path):
     done = _cli(checkpoint, ptbxl_small, tmp_path / "full")
     assert done.returncode == 0, done.stderr
-    killed = _cli(checkpoint, ptbxl_small, tmp_path / "run", env={KILL_AFTER_ENV: "3"})
+    killed = _cli(checkpoint, ptbxl_small, tmp_path / "run", kill_after_chunks=3)
     assert killed.returncode == -signal.SIGKILL  # returns at all: the reader processes did not linger
     _assert_killed_after_three_chunks(tmp_path / "run")
     refused = _cli(checkpoint, ptbxl_small, tmp_path / "run")

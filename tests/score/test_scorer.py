@@ -7,7 +7,7 @@ import pytest
 from ecgproto.data.labels import all_labels
 from ecgproto.model.inference import predict_arrays
 from ecgproto.score.scorer import ScoreOptions, score_archive
-from ecgproto.train.checkpoint import load_checkpoint
+from ecgproto.model.checkpoint import load_checkpoint
 
 from .helpers import preprocessed
 

@@ -4,7 +4,7 @@ import pandas as pd
 from ecgproto.data.labels import all_labels
 from ecgproto.model.inference import predict_arrays
 from ecgproto.score.scorer import ScoreOptions, score_archive
-from ecgproto.train.checkpoint import load_checkpoint
+from ecgproto.model.checkpoint import load_checkpoint
 
 from .helpers import preprocessed
 

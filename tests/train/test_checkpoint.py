@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from ecgproto.configuration import to_dict
+from ecgproto.yaml_dataclass import to_dict
 from ecgproto.model import ProtoECGNet
-from ecgproto.train.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint, to_plain
+from ecgproto.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint, to_plain
 
 from .helpers import FS, N_SAMPLES, tiny_config
 

@@ -6,7 +6,9 @@ import pandas as pd
 import pytest
 
 from ecgproto.cli import main
-from ecgproto.train.checkpoint import load_checkpoint
+from ecgproto.model.checkpoint import load_checkpoint
+
+from ..checks import resolved_config
 
 TINY = [
     "--set", "model.branches.rhythm.base_width=4", "--set", "model.branches.morphology.base_width=4",
@@ -29,9 +31,13 @@ def test_train_resume_and_project_commands(tmp_path, monkeypatch, capsys):
     assert "--resume" in capsys.readouterr().out
     assert main(["train", *common, "--data", str(synth), "--out", str(run), "--resume"]) == 0
     summary = json.loads((run / "train_summary.json").read_text())
-    assert summary["macro_auroc"]["test"]["fused"] is not None
-    for name in ("model.pt", "train_log.csv", "prototypes.csv", "config.resolved.yaml"):
-        assert (run / name).is_file()
+    assert 0.0 <= summary["macro_auroc"]["test"]["fused"] <= 1.0
+    trained, meta_run = load_checkpoint(run / "model.pt")
+    cfg = resolved_config(run)
+    assert meta_run["config_hash"] == cfg.hash == summary["config_hash"]  # the run reproducible from its folder
+    log = pd.read_csv(run / "train_log.csv")
+    assert log["phase"].iloc[-1] == "fusion" and log["val_macro_auroc"].between(0, 1).all()
+    assert len(pd.read_csv(run / "prototypes.csv")) == trained.n_prototypes == summary["n_prototypes"]
     proj = tmp_path / "proj"
     assert main(["project", str(run / "model.pt"), "--out", str(proj), "--unique", "--branches", "rhythm"]) == 0
     model, meta = load_checkpoint(proj / "model.pt")

@@ -37,7 +37,7 @@ def test_calibration_keeps_rankings_and_matches_prevalence():
     """Platt scaling of the started head: per label a positive affine map of the logits (same
     ranking, signs and masks), predicted probabilities centred on the training prevalence, and a
     label never positive in training predicted near 0 instead of saturating."""
-    from ecgproto.train.fusion import calibrate_fusion_head
+    from ecgproto.train.fusion import platt_scale_fusion_head
 
     torch.manual_seed(0)
     model = ProtoECGNet(tiny_config().model, N_SAMPLES, FS)
@@ -51,7 +51,7 @@ def test_calibration_keeps_rankings_and_matches_prevalence():
     labels = np.zeros((200, 71), np.uint8)
     labels[:, :70] = rng.random((200, 70)) < 1 / (1 + np.exp(-(before[:, :70] - before[:, :70].mean(0))))
     sign_before = torch.sign(model.fusion.effective_weight())
-    slopes = calibrate_fusion_head(model, sims.numpy(), labels)
+    slopes = platt_scale_fusion_head(model, sims.numpy(), labels)
     after = model.fusion(sims).detach().double().numpy()
     assert (slopes > 0).all()
     assert torch.equal(torch.sign(model.fusion.effective_weight()), sign_before)

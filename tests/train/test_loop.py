@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from ecgproto.train.checkpoint import load_checkpoint
+from ecgproto.model.checkpoint import load_checkpoint
 from ecgproto.train.distributed import DistInfo
 from ecgproto.train.loop import plan_phases
 from ecgproto.train.run import train_model

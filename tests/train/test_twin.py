@@ -8,7 +8,7 @@ import torch
 
 from ecgproto.data.labels import label_table
 from ecgproto.model import BlackBoxECGNet, ProtoECGNet, build_network
-from ecgproto.train.checkpoint import load_checkpoint
+from ecgproto.model.checkpoint import load_checkpoint
 from ecgproto.train.fusion import init_fusion_from_branches
 from ecgproto.train.loop import plan_phases
 from ecgproto.train.run import train_model
