@@ -45,3 +45,19 @@ def mimic_demo_diagnoses(shared_data: Path) -> Path:
 def _single_thread() -> None:
     """Tests run on 2-core CI machines: keep torch to one thread and deterministic."""
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory) -> Path:
+    """A tiny seeded checkpoint for the scoring and device tests (tests/score/helpers.py)."""
+    from tests.score.helpers import tiny_checkpoint
+
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
+
+
+@pytest.fixture(scope="session")
+def ptbxl_small(ptbxl_sample, tmp_path_factory) -> Path:
+    """First 40 PTB-XL sample records as a PTB-XL folder."""
+    from tests.score.helpers import ptbxl_subset
+
+    return ptbxl_subset(ptbxl_sample, tmp_path_factory.mktemp("ptbxl") / "ptbxl", 40)

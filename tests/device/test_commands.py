@@ -29,11 +29,11 @@ def test_each_command_takes_device(command, capsys):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 @pytest.mark.parametrize("command", ["train", "evaluate", "score", "explain"])
-def test_unavailable_device_is_one_line(command, tiny_ckpt, tmp_path, capsys):
+def test_unavailable_device_is_one_line(command, checkpoint, tmp_path, capsys):
     argv = {"train": ["--out", str(tmp_path / "run"), "--data", str(tmp_path / "nowhere")],
-            "evaluate": [str(tiny_ckpt), str(tmp_path), "--out", str(tmp_path / "ev")],
-            "score": [str(tiny_ckpt), str(tmp_path), "--out", str(tmp_path / "sc")],
-            "explain": [str(tiny_ckpt), str(tmp_path / "rec"), "--out", str(tmp_path / "ex")]}[command]
+            "evaluate": [str(checkpoint), str(tmp_path), "--out", str(tmp_path / "ev")],
+            "score": [str(checkpoint), str(tmp_path), "--out", str(tmp_path / "sc")],
+            "explain": [str(checkpoint), str(tmp_path / "rec"), "--out", str(tmp_path / "ex")]}[command]
     assert main([command, *argv, "--device", "cuda"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"ecgproto {command}: error: cuda requested but torch.cuda.is_available() is False")

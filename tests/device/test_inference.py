@@ -21,8 +21,8 @@ PROB = [f"prob__{c}" for c in all_labels()]
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_predict_arrays_on_a_device_matches_cpu(tiny_ckpt, device):
-    model, _ = load_checkpoint(tiny_ckpt)
+def test_predict_arrays_on_a_device_matches_cpu(checkpoint, device):
+    model, _ = load_checkpoint(checkpoint)
     x = np.random.default_rng(0).normal(0, 0.3, (5, 12, 1000)).astype(np.float32)
     ref = predict_arrays(model, x, batch_size=2)
     got = predict_arrays(model, x, batch_size=2, device=device)
@@ -35,13 +35,13 @@ def test_predict_arrays_on_a_device_matches_cpu(tiny_ckpt, device):
             np.testing.assert_array_equal(got.best_windows[g], ref.best_windows[g])
 
 
-def test_reader_band_powers_give_the_same_ood_features(calibrated_ckpt, ptbxl_40):
+def test_reader_band_powers_give_the_same_ood_features(calibrated_ckpt, ptbxl_small):
     """The GPU path's split (band powers in the CPU reader, latents after the forward pass) gives the
     features of the one-process path, bit for bit."""
     model, meta = load_checkpoint(calibrated_ckpt)
     prep = Preprocessing.from_meta(meta)
     edges = tuple(meta["ood"]["band_edges_hz"])
-    paths = list_records(ptbxl_40, prep.fs, "ptbxl").frame["path"].tolist()[:6]
+    paths = list_records(ptbxl_small, prep.fs, "ptbxl").frame["path"].tolist()[:6]
     read = BatchReader(prep, edges)(paths)
     assert read.band_powers is not None and read.band_powers.shape == (6, 12 * (len(edges) - 1))
     whole = forward_with_ood(model, read.signals, edges)
@@ -54,13 +54,13 @@ def test_reader_band_powers_give_the_same_ood_features(calibrated_ckpt, ptbxl_40
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_scoring_with_the_model_in_the_main_process(calibrated_ckpt, ptbxl_40, tmp_path, monkeypatch, workers):
+def test_scoring_with_the_model_in_the_main_process(calibrated_ckpt, ptbxl_small, tmp_path, monkeypatch, workers):
     """Workers only reading (as with a GPU model) write the same scores and OOD columns as workers
     running the model themselves."""
     options = ScoreOptions(batch_size=8, chunk_size=16, workers=workers, threads=1, device="cpu")
-    score_archive(calibrated_ckpt, ptbxl_40, tmp_path / "symmetric", options)
+    score_archive(calibrated_ckpt, ptbxl_small, tmp_path / "symmetric", options)
     monkeypatch.setattr(scorer, "model_in_main_process", lambda model: True)
-    score_archive(calibrated_ckpt, ptbxl_40, tmp_path / "split", options)
+    score_archive(calibrated_ckpt, ptbxl_small, tmp_path / "split", options)
     a = pd.read_parquet(tmp_path / "symmetric" / "scores.parquet")
     b = pd.read_parquet(tmp_path / "split" / "scores.parquet")
     assert a["ood_flag"].notna().all() and np.isfinite(a["ood_score"]).all()
@@ -68,10 +68,10 @@ def test_scoring_with_the_model_in_the_main_process(calibrated_ckpt, ptbxl_40, t
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-def test_scoring_on_cuda_matches_cpu(calibrated_ckpt, ptbxl_40, tmp_path):
+def test_scoring_on_cuda_matches_cpu(calibrated_ckpt, ptbxl_small, tmp_path):
     base = dict(batch_size=8, chunk_size=16, workers=2, threads=1)
-    score_archive(calibrated_ckpt, ptbxl_40, tmp_path / "cpu", ScoreOptions(**base, device="cpu"))
-    score_archive(calibrated_ckpt, ptbxl_40, tmp_path / "gpu", ScoreOptions(**base, device="cuda"))
+    score_archive(calibrated_ckpt, ptbxl_small, tmp_path / "cpu", ScoreOptions(**base, device="cpu"))
+    score_archive(calibrated_ckpt, ptbxl_small, tmp_path / "gpu", ScoreOptions(**base, device="cuda"))
     a = pd.read_parquet(tmp_path / "cpu" / "scores.parquet")
     b = pd.read_parquet(tmp_path / "gpu" / "scores.parquet")
     np.testing.assert_allclose(b[PROB].to_numpy(), a[PROB].to_numpy(), atol=2e-3)

@@ -19,12 +19,12 @@ def _options(**kw):
 
 
 @pytest.fixture(scope="module")
-def shards(tiny_ckpt, ptbxl_40, tmp_path_factory):
+def shards(checkpoint, ptbxl_small, tmp_path_factory):
     """The unsharded output and its 3 shards (40 records in 7 chunks of 6)."""
     root = tmp_path_factory.mktemp("shards")
-    score_archive(tiny_ckpt, ptbxl_40, root / "full", _options(save_similarities=True))
+    score_archive(checkpoint, ptbxl_small, root / "full", _options(save_similarities=True))
     for i in range(3):
-        score_archive(tiny_ckpt, ptbxl_40, root / f"s{i}", _options(shard=(i, 3), save_similarities=True))
+        score_archive(checkpoint, ptbxl_small, root / f"s{i}", _options(shard=(i, 3), save_similarities=True))
     return root
 
 
@@ -68,9 +68,9 @@ def test_tampered_chunks_are_refused(shards, tmp_path):
         merge_shards([shards / "s0", bad, shards / "s2"], tmp_path / "m")
 
 
-def test_unfinished_shard_and_a_different_job_are_refused(tiny_ckpt, ptbxl_40, shards, tmp_path):
+def test_unfinished_shard_and_a_different_job_are_refused(checkpoint, ptbxl_small, shards, tmp_path):
     other = tmp_path / "other"
-    score_archive(tiny_ckpt, ptbxl_40, other, _options(shard=(2, 3), chunk_size=8, save_similarities=True))
+    score_archive(checkpoint, ptbxl_small, other, _options(shard=(2, 3), chunk_size=8, save_similarities=True))
     with pytest.raises(UserError, match=r"is not a shard of the same job .*chunk_size: 6 vs 8"):
         merge_shards([shards / "s0", shards / "s1", other], tmp_path / "m")
     manifest = json.loads((other / "scoring_manifest.json").read_text())
