@@ -4,7 +4,8 @@ A resample draws ``n_patients`` patients with replacement; every record of a dra
 patient enters the resample as often as its patient was drawn. This is expressed as a
 weights matrix (B, N) of record multiplicities, which the vectorised metrics in
 ``metrics.py`` accept directly, so all labels of all resamples are evaluated without a
-Python loop over resamples. The drawn patient indices are kept (and saved by the
+Python loop over resamples; :class:`ResampleWeights` builds it :data:`BOOT_BLOCK` resamples at
+a time, which bounds memory and gives the same numbers. The drawn patient indices are kept (and saved by the
 report) so every interval can be recomputed.
 
 An interval needs cases of both classes to resample: a label is given an interval only when at
@@ -19,11 +20,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
 
+BOOT_BLOCK = 100  # resamples whose weights are held in memory at once (ResampleWeights)
 MIN_CI_PATIENTS = 5  # positive and negative patients a label needs for an interval
 TOO_FEW_TEXT = "n/a (too few positives/negatives)"
 
@@ -49,17 +52,22 @@ class BootstrapPlan:
     def n_patients(self) -> int:
         return int(len(self.patients))
 
-    def patient_counts(self) -> np.ndarray:
-        """How often each patient is drawn in each resample, (B, P) float64."""
-        counts = np.zeros((self.n_resamples, self.n_patients))
-        rows = np.repeat(np.arange(self.n_resamples), self.draws.shape[1])
-        np.add.at(counts, (rows, self.draws.ravel()), 1.0)
-        return counts
+    def patient_counts(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """How often each patient is drawn in resamples ``start:stop`` (default all), (b, P) float64."""
+        draws = self.draws[start:stop]
+        rows = np.repeat(np.arange(len(draws), dtype=np.int64), draws.shape[1])
+        flat = rows * self.n_patients + draws.ravel()
+        return np.bincount(flat, minlength=len(draws) * self.n_patients).reshape(len(draws), -1).astype(np.float64)
 
-    def weights(self, mask: np.ndarray | None = None) -> np.ndarray:
-        """Record multiplicities (B, N) (or (B, mask.sum()) for the records selected by ``mask``)."""
-        w = self.patient_counts()[:, self.record_patient]
-        return w if mask is None else w[:, np.asarray(mask, dtype=bool)]
+    def weights(self, mask: np.ndarray | None = None, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Record multiplicities (b, N) of resamples ``start:stop`` (default all); (b, mask.sum())
+        for the records selected by ``mask``."""
+        rp = self.record_patient if mask is None else self.record_patient[np.asarray(mask, dtype=bool)]
+        return self.patient_counts(start, stop)[:, rp]
+
+    def blocks(self, mask: np.ndarray | None = None, block: int = BOOT_BLOCK) -> ResampleWeights:
+        """The weights of ``mask``'s records, produced ``block`` resamples at a time (:class:`ResampleWeights`)."""
+        return ResampleWeights(self, mask, block)
 
     def save(self, path: str | Path) -> Path:
         """Write the plan to ``path`` (.npz; atomic)."""
@@ -77,6 +85,44 @@ class BootstrapPlan:
         """Read a plan written by :meth:`save`."""
         with np.load(path, allow_pickle=False) as z:
             return cls(z["patients"], z["record_patient"], z["draws"], int(z["seed"]))
+
+
+@dataclass(frozen=True)
+class ResampleWeights:
+    """Resample weights of a plan's records (``mask``), evaluated ``block`` resamples at a time.
+
+    Memory holds one (block, N) weight matrix (and the metric's temporaries for it) instead of
+    (B, N): :meth:`map` applies a metric of the weights (b, N) → values with resamples on axis 0,
+    block by block, and concatenates. Metrics that treat each resample row independently give the
+    same numbers as on the dense matrix.
+    """
+
+    plan: BootstrapPlan
+    mask: np.ndarray | None
+    block: int = BOOT_BLOCK
+
+    @property
+    def n_resamples(self) -> int:
+        return self.plan.n_resamples
+
+    def dense(self) -> np.ndarray:
+        """All weights at once, (B, N)."""
+        return self.plan.weights(self.mask)
+
+    def map(self, fn: Callable[[np.ndarray], Any]) -> Any:
+        """``fn`` over the weight blocks; arrays (also inside tuples and dicts) joined along axis 0."""
+        parts = [fn(self.plan.weights(self.mask, s, s + self.block))
+                 for s in range(0, self.n_resamples, max(int(self.block), 1))]
+        return _concat(parts)
+
+
+def _concat(parts: list[Any]) -> Any:
+    first = parts[0]
+    if isinstance(first, dict):
+        return {k: _concat([p[k] for p in parts]) for k in first}
+    if isinstance(first, tuple):
+        return tuple(_concat([p[i] for p in parts]) for i in range(len(first)))
+    return np.concatenate([np.asarray(p) for p in parts], axis=0)
 
 
 def patient_bootstrap(patient_ids: np.ndarray, n_resamples: int, seed: int) -> BootstrapPlan:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ecgproto.evaluate.bootstrap import (class_patient_counts, fill_undefined, interval_defined, patient_bootstrap,
-                                         percentile_ci)
+from ecgproto.evaluate.bootstrap import (ResampleWeights, class_patient_counts, fill_undefined, interval_defined,
+                                         patient_bootstrap, percentile_ci)
 from ecgproto.evaluate.metrics import auroc_weighted, nanmean_rows
 from ecgproto.evaluate.tasks import Task, record_mask, task_arrays
 
@@ -41,13 +41,13 @@ class Comparison:
 
 
 def _label_aurocs(cache: dict, prefix: tuple, targets: tuple[str, ...], y: np.ndarray, p: np.ndarray,
-                  mask: np.ndarray, wb: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+                  mask: np.ndarray, wb: ResampleWeights | None) -> tuple[np.ndarray, np.ndarray | None]:
     """Per-label AUROC (C,) and its resamples (B, C) on the ``mask`` records, cached by (prefix, target)."""
     todo = [j for j, t in enumerate(targets) if (prefix, t) not in cache]
     if todo:
         y_m, p_m = y[mask][:, todo], p[mask][:, todo]
         point = auroc_weighted(y_m, p_m, np.ones((1, len(y_m))))[0]
-        boot = None if wb is None else auroc_weighted(y_m, p_m, wb)
+        boot = None if wb is None else wb.map(lambda w: auroc_weighted(y_m, p_m, w))
         for k, j in enumerate(todo):
             cache[(prefix, targets[j])] = (point[k], None if boot is None else boot[:, k])
     entries = [cache[(prefix, t)] for t in targets]
@@ -95,7 +95,7 @@ def paired_auroc_difference(labels71: np.ndarray, probs_a: dict[str, np.ndarray]
         if not mask.any():
             rows.append({**row, "n_labels": 0})
             continue
-        wb = None if plan is None else plan.weights(mask)
+        wb = None if plan is None else plan.blocks(mask)
         scope = (f"{task.output}/{task.label_set}" if task.aggregated else task.output, np.packbits(mask).tobytes())
         (point_a, boot_a), (point_b, boot_b) = (
             _label_aurocs(cache, (model, *scope), task.targets, y, p, mask, wb) for model, p in (("a", pa), ("b", pb)))

@@ -15,7 +15,8 @@ import pandas as pd
 
 from ecgproto.data.labels import all_labels, label_table
 from ecgproto.evaluate.bootstrap import (MIN_CI_PATIENTS, TOO_FEW_TEXT, BootstrapPlan, class_patient_counts,
-                                         fill_undefined, interval_defined, patient_bootstrap, percentile_ci)
+                                         ResampleWeights, fill_undefined, interval_defined, patient_bootstrap,
+                                         percentile_ci)
 from ecgproto.evaluate.calibration import expected_calibration_error, reliability_bins
 from ecgproto.evaluate.compare import Comparison
 from ecgproto.evaluate.config import EvaluateConfig
@@ -97,11 +98,11 @@ class _Scorer:
         self.plan = plan
         self._cache: dict[tuple[str, str, str], dict[str, Any]] = {}
 
-    def weights(self, mask: np.ndarray) -> np.ndarray | None:
-        return None if self.plan is None else self.plan.weights(mask)
+    def weights(self, mask: np.ndarray) -> ResampleWeights | None:
+        return None if self.plan is None else self.plan.blocks(mask)
 
     def labels(self, namespace: str, targets: tuple[str, ...], y: np.ndarray, p: np.ndarray,
-               th: np.ndarray | None, mask: np.ndarray, wb: np.ndarray | None) -> dict[str, np.ndarray]:
+               th: np.ndarray | None, mask: np.ndarray, wb: ResampleWeights | None) -> dict[str, np.ndarray]:
         """Point values (C,) and bootstrap samples (B, C) for each label metric.
 
         ``namespace`` names the probability source (output, or output/label set for
@@ -119,7 +120,7 @@ class _Scorer:
         return {m: np.stack([r[m] for r in rows], axis=-1) for m in rows[0]}
 
     def _compute(self, y: np.ndarray, p: np.ndarray, th: np.ndarray | None,
-                 wb: np.ndarray | None, patients: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                 wb: ResampleWeights | None, patients: np.ndarray | None = None) -> dict[str, np.ndarray]:
         ones = np.ones((1, len(y)))
         out: dict[str, np.ndarray] = {
             "n_pos": y.sum(0).astype(np.float64), "n_neg": (~y).sum(0).astype(np.float64),
@@ -138,11 +139,11 @@ class _Scorer:
         if wb is not None:
             pos, neg = class_patient_counts(y, np.arange(len(y)) if patients is None else patients)
             out["ci_defined"] = interval_defined(pos, neg)  # enough positive and negative patients
-            out["boot_auroc"] = auroc_weighted(y, p, wb)
-            out["boot_auprc"] = average_precision_weighted(y, p, wb)
-            out["boot_brier"] = brier_weighted(y, p, wb)
+            out["boot_auroc"] = wb.map(lambda w: auroc_weighted(y, p, w))
+            out["boot_auprc"] = wb.map(lambda w: average_precision_weighted(y, p, w))
+            out["boot_brier"] = wb.map(lambda w: brier_weighted(y, p, w))
             if th is not None:
-                for m, v in threshold_metrics_weighted(y, p, th, wb).items():
+                for m, v in wb.map(lambda w: threshold_metrics_weighted(y, p, th, w)).items():
                     out[f"boot_{m}"] = v
         return out
 
@@ -218,7 +219,7 @@ def evaluate_predictions(pred: Predictions, cfg: EvaluateConfig, seed: int = 0,
         for m, v in point.items():
             row[m] = float(v[0])
         if wb is not None:
-            fm_boot, _ = fmax_weighted(y[mask], p[mask], wb, cfg.fmax_step)
+            fm_boot, _ = wb.map(lambda w: fmax_weighted(y[mask], p[mask], w, cfg.fmax_step))
             boot = _summary_values(lab, fm_boot, boot=True)
             defined = bool(lab["ci_defined"].any())  # some label of the task has enough cases
             row["ci_too_few"] = not defined
@@ -324,7 +325,8 @@ def _subgroups(pred: Predictions, cfg: EvaluateConfig, scorer: _Scorer) -> pd.Da
             row["macro_auroc_lo"] = row["macro_auroc_hi"] = float("nan")
         elif cfg.subgroup_ci and scorer.plan is not None:
             # fixed label set (the labels defined in the subgroup), as for the main intervals
-            boot = nanmean_rows(fill_undefined(auroc_weighted(y[mask], p[mask], scorer.plan.weights(mask)), aucs[0]))
+            boot_auc = scorer.plan.blocks(mask).map(lambda w: auroc_weighted(y[mask], p[mask], w))
+            boot = nanmean_rows(fill_undefined(boot_auc, aucs[0]))
             defined = bool(interval_defined(*class_patient_counts(y[mask], scorer.plan.record_patient[mask])).any())
             row["ci_too_few"] = not defined
             lo, hi = percentile_ci(boot, cfg.ci_level, defined)

@@ -86,11 +86,11 @@ class TimeGeometry:
 class BasicBlock1d(nn.Module):
     """Two kernel-3 Conv1d + BN with an identity or 1×1-conv shortcut."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, stride: int, padding_mode: str = "zeros") -> None:
         super().__init__()
-        self.conv1 = nn.Conv1d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.conv1 = nn.Conv1d(in_channels, out_channels, 3, stride, 1, bias=False, padding_mode=padding_mode)
         self.bn1 = nn.BatchNorm1d(out_channels)
-        self.conv2 = nn.Conv1d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.conv2 = nn.Conv1d(out_channels, out_channels, 3, 1, 1, bias=False, padding_mode=padding_mode)
         self.bn2 = nn.BatchNorm1d(out_channels)
         self.relu = nn.ReLU(inplace=True)
         self.shortcut: nn.Module = nn.Identity()
@@ -114,15 +114,16 @@ class ResNet1d(nn.Module):
 
     Stem Conv1d(C_in→w, 7, stride 2, pad 3) + BN + ReLU + MaxPool(3, 2, 1); four stages of
     BasicBlock1d with widths w, 2w, 4w, 8w and strides 1, 2, 2, 2; optional element-wise
-    dropout before the last stage (reference 2D branches).
+    dropout before the last stage (reference 2D branches). ``padding_mode`` of the time convolutions:
+    "zeros" (reference) or "replicate".
     """
 
     def __init__(self, layers: tuple[int, ...], base_width: int, in_channels: int = N_LEADS,
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, padding_mode: str = "zeros") -> None:
         super().__init__()
         w = base_width
         self.stem = nn.Sequential(
-            nn.Conv1d(in_channels, w, 7, 2, 3, bias=False),
+            nn.Conv1d(in_channels, w, 7, 2, 3, bias=False, padding_mode=padding_mode),
             nn.BatchNorm1d(w),
             nn.ReLU(inplace=True),
             nn.MaxPool1d(3, 2, 1),
@@ -131,8 +132,8 @@ class ResNet1d(nn.Module):
         in_ch = w
         for i, (n_blocks, stride) in enumerate(zip(layers, (1, 2, 2, 2))):
             out_ch = w * 2**i
-            blocks = [BasicBlock1d(in_ch, out_ch, stride)]
-            blocks += [BasicBlock1d(out_ch, out_ch, 1) for _ in range(n_blocks - 1)]
+            blocks = [BasicBlock1d(in_ch, out_ch, stride, padding_mode)]
+            blocks += [BasicBlock1d(out_ch, out_ch, 1, padding_mode) for _ in range(n_blocks - 1)]
             stages.append(nn.Sequential(*blocks))
             in_ch = out_ch
         self.stages = nn.ModuleList(stages)
@@ -172,13 +173,14 @@ class Backbone(nn.Module):
     L = 1 (leads mixed in the stem) or 12 (``lead_aware``: shared per-lead trunk).
     """
 
-    def __init__(self, name: str, base_width: int, lead_aware: bool = False, dropout: float = 0.0) -> None:
+    def __init__(self, name: str, base_width: int, lead_aware: bool = False, dropout: float = 0.0,
+                 padding_mode: str = "zeros") -> None:
         super().__init__()
         if name not in _LAYERS:
             raise ValueError(f"unknown backbone {name!r}; expected one of {sorted(_LAYERS)}")
         self.name = name
         self.lead_aware = lead_aware
-        self.trunk = ResNet1d(_LAYERS[name], base_width, 1 if lead_aware else N_LEADS, dropout)
+        self.trunk = ResNet1d(_LAYERS[name], base_width, 1 if lead_aware else N_LEADS, dropout, padding_mode)
         self.out_channels = self.trunk.out_channels
         self.n_lead_rows = N_LEADS if lead_aware else 1
         if lead_aware:

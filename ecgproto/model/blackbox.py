@@ -31,7 +31,7 @@ class LinearBranch(nn.Module):
         self.group = group
         self.cfg = cfg
         self.class_codes = tuple(class_codes)
-        self.backbone = Backbone(cfg.backbone, cfg.base_width, cfg.lead_aware, cfg.dropout)
+        self.backbone = Backbone(cfg.backbone, cfg.base_width, cfg.lead_aware, cfg.dropout, cfg.padding)
         self.n_features = cfg.proto_dim or self.backbone.out_channels
         self.add_on = AddOn(self.backbone.out_channels, self.n_features, cfg.add_on_activation)
         self.last_layer = nn.Linear(self.n_features, len(self.class_codes))

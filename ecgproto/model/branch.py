@@ -73,7 +73,7 @@ class PrototypeBranch(nn.Module):
         self.class_codes = tuple(class_codes)
         self.n_samples = int(n_samples)
         self.fs = int(fs)
-        self.backbone = Backbone(cfg.backbone, cfg.base_width, cfg.lead_aware, cfg.dropout)
+        self.backbone = Backbone(cfg.backbone, cfg.base_width, cfg.lead_aware, cfg.dropout, cfg.padding)
         channels = self.backbone.out_channels
         self.proto_dim = cfg.proto_dim or channels
         self.add_on = AddOn(channels, self.proto_dim, cfg.add_on_activation)

@@ -23,6 +23,7 @@ _COMMON_DEFAULTS: dict[str, Any] = {
     "add_on_activation": "sigmoid",
     "last_layer_negative": -0.5,
     "pretrained": "",
+    "padding": "zeros",
 }
 
 #: Reference-scale defaults per group (protoecgnet_reference.md §2, §3, §13).
@@ -72,6 +73,8 @@ class BranchConfig:
     ImageNet state dict (e.g. ``resnet18-f37072fd.pth``) whose bn1 and layers 1–4 initialise a 2D
     branch at base_width 64 (the reference; conv1 stays random there too); ``"imagenet"`` raises
     NotImplementedError (ecgproto never downloads weights). See ``ecgproto.model.pretrained``.
+    padding: how the backbone's convolutions pad the record ends in time: "zeros" (default, the
+    reference) or "replicate" (repeat the edge sample; see docs/readme/explain.md, record-end windows).
     """
 
     kind: Literal["1d", "2d"] | None = None
@@ -88,6 +91,7 @@ class BranchConfig:
     last_layer_negative: float | None = None
     dropout: float | None = None
     pretrained: str | None = None
+    padding: Literal["zeros", "replicate"] | None = None
 
     def resolved(self, group: str) -> BranchConfig:
         """Copy with every unset field filled from ``GROUP_DEFAULTS[group]``, validated."""

@@ -130,3 +130,38 @@ def test_paired_comparison_has_no_interval_from_too_few_cases():
     row = table.iloc[0]
     assert row["a"] == 1.0 and row["diff"] == 0.0 and row["ci_too_few"]
     assert np.isnan(row[["a_lo", "a_hi", "diff_lo", "diff_hi"]].to_numpy(dtype=float)).all()
+
+
+def _dense_patient_counts(plan: BootstrapPlan) -> np.ndarray:
+    """Former construction of the (B, P) counts (np.add.at), kept as reference."""
+    counts = np.zeros((plan.n_resamples, plan.n_patients))
+    rows = np.repeat(np.arange(plan.n_resamples), plan.draws.shape[1])
+    np.add.at(counts, (rows, plan.draws.ravel()), 1.0)
+    return counts
+
+
+@pytest.mark.parametrize("block", [1, 7, 100, 1000])
+def test_blocked_resample_weights_give_the_dense_intervals(block):
+    from ecgproto.evaluate.metrics import average_precision_weighted, brier_weighted, fmax_weighted
+
+    rng = np.random.default_rng(4)
+    n, c = 240, 5
+    y = rng.random((n, c)) < [0.05, 0.1, 0.3, 0.5, 0.02]
+    p = np.round(np.clip(0.3 * y + rng.random((n, c)), 0, 1), 2)  # ties
+    pid = rng.integers(0, 150, n)
+    plan = patient_bootstrap(pid, 230, seed=3)
+    mask = rng.random(n) > 0.2
+    dense = _dense_patient_counts(plan)[:, plan.record_patient][:, mask]
+    np.testing.assert_array_equal(plan.weights(mask), dense)
+    wb = plan.blocks(mask, block=block)
+    ym, pm = y[mask], p[mask]
+    for metric in (auroc_weighted, average_precision_weighted, brier_weighted):
+        got, ref = wb.map(lambda w: metric(ym, pm, w)), metric(ym, pm, dense)
+        assert got.shape == ref.shape == (230, c)
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
+        for a, b in zip(percentile_ci(got, 0.95), percentile_ci(ref, 0.95)):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+    f_got, t_got = wb.map(lambda w: fmax_weighted(ym, pm, w, 0.01))
+    f_ref, t_ref = fmax_weighted(ym, pm, dense, 0.01)
+    np.testing.assert_allclose(f_got, f_ref, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(t_got, t_ref, rtol=0, atol=1e-12)

@@ -144,3 +144,24 @@ def test_state_dict_round_trip_plain_tensors(tmp_path):
     with torch.no_grad():
         assert torch.equal(model(x).logits, other(x).logits)
     assert not any(k.endswith(("fusion.mask", "fusion.sign")) for k in model.state_dict())
+
+
+def test_replicate_padding_changes_only_how_record_ends_are_padded():
+    import torch
+
+    from ecgproto.model.backbones import Backbone
+
+    torch.manual_seed(0)
+    zeros = Backbone("resnet1d18", 4).eval()
+    torch.manual_seed(0)
+    replicate = Backbone("resnet1d18", 4, padding_mode="replicate").eval()
+    assert replicate.time_geometry(1000) == zeros.time_geometry(1000)  # same receptive-field arithmetic
+    convs = [m for m in replicate.modules() if isinstance(m, torch.nn.Conv1d) and m.kernel_size[0] > 1]
+    assert convs and all(m.padding_mode == "replicate" for m in convs)
+    x = torch.randn(2, 12, 1000) + 3.0  # an offset makes zero padding visible at the ends
+    with torch.no_grad():
+        a, b = zeros(x), replicate(x)
+    assert a.shape == b.shape
+    ends = (a - b).abs()[..., [0, -1]].mean()
+    middle = (a - b).abs()[..., 10:-10].mean()
+    assert ends > 10 * middle
