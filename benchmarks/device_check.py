@@ -353,7 +353,8 @@ def agreement(run: Run) -> dict[str, Any]:
     if not run.cuda:
         return {"skipped": NO_CUDA}
     from ecgproto.model.inference import predict_arrays
-    from ecgproto.score.worker import Preprocessing, read_batch
+    from ecgproto.data.preprocess import Preprocessing
+    from ecgproto.score.worker import read_batch
 
     model, meta, path = _checkpoint(run)
     signals = read_batch(_records(run, 16), Preprocessing.from_meta(meta)).signals

@@ -47,7 +47,7 @@ from ecgproto.explain.faithfulness import (  # noqa: E402
     top_window,
 )
 from ecgproto.explain.report import explain_arrays  # noqa: E402
-from ecgproto.explain.source import Preprocessing  # noqa: E402
+from ecgproto.data.preprocess import Preprocessing  # noqa: E402
 from ecgproto.model.checkpoint import load_checkpoint  # noqa: E402
 from ecgproto.progress import progress  # noqa: E402
 

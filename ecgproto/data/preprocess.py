@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.signal import butter, sosfiltfilt
 
+from ecgproto.data.wfdb_io import RecordResult, read_record
 from ecgproto.errors import UserError
 
 
@@ -78,3 +82,35 @@ def fit_standardization(signals: np.ndarray, chunk: int = 1024) -> dict[str, lis
     std = np.sqrt(var)
     std = np.where(std > 0, std, 1.0)
     return {"mean": [float(v) for v in mean], "std": [float(v) for v in std]}
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What turns a record file into a checkpoint's model input: rate, length and high-pass (from its meta).
+
+    Used by scoring, explanations and every benchmark that reads records as a checkpoint expects.
+    """
+
+    fs: int  # Hz the model runs at
+    n_samples: int  # samples per record at ``fs``
+    highpass_hz: float
+    highpass_order: int
+    highpass_edge: str = "scipy"  # checkpoints without an edge rule were trained with scipy's default
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> Preprocessing:
+        hp = meta.get("highpass") or {}
+        return cls(int(meta["sampling_rate"]), int(meta["n_samples"]),
+                   float(hp.get("cutoff_hz", 0.5)), int(hp.get("order", 1)), str(hp.get("edge", "scipy")))
+
+    def filter(self, signals: np.ndarray) -> np.ndarray:
+        """High-pass (..., T) mV signals at this rate with the checkpoint's filter."""
+        return highpass(signals, self.fs, self.highpass_hz, self.highpass_order, self.highpass_edge)
+
+    def read(self, path: str | Path) -> RecordResult:
+        """Read any WFDB record at this rate/length and high-pass it; the signal is (12, T) float32 mV."""
+        res = read_record(path, self.fs, self.n_samples)
+        if res.signal is not None:
+            res = RecordResult(res.record, self.filter(res.signal), res.status, res.message, res.fs_in)
+        return res
+

@@ -19,11 +19,10 @@ import numpy as np
 from ecgproto.atomic import write_text_atomic
 from ecgproto.errors import UserError
 from ecgproto.data.labels import label_table
-from ecgproto.data.wfdb_io import LEADS
 from ecgproto.explain import html
 from ecgproto.explain.duplicates import model_duplicate_groups
 from ecgproto.explain.evidence import record_evidence
-from ecgproto.explain.plot_ecg import save_figure
+from ecgproto.explain.plot_ecg import lead_names, save_figure
 from ecgproto.explain.plot_window import WindowView, plot_windows
 from ecgproto.explain.source import SourceArchive
 from ecgproto.model.checkpoint import load_checkpoint
@@ -47,13 +46,6 @@ class GalleryResult:
     n_collapsed: int = 0  # duplicate prototypes shown on another prototype's card
 
 
-def _lead_names(p: dict) -> tuple[str, ...]:
-    a, b = p.get("lead_start"), p.get("lead_end")
-    if a is None or b is None or (int(a), int(b)) == (0, len(LEADS)):
-        return ()
-    return LEADS[int(a):int(b)]
-
-
 def projection_words(p: dict[str, Any], model: Any) -> str:
     """The projection similarity in a sentence."""
     sim = p.get("similarity")
@@ -67,7 +59,7 @@ def projection_words(p: dict[str, Any], model: Any) -> str:
 def _card(p: dict[str, Any], members: list[int], model: Any, source: SourceArchive, out_dir: Path, dpi: int) -> tuple[str, bool]:
     """HTML card of one prototype group; (html, source ECG missing?)."""
     fs, n = source.prep.fs, source.prep.n_samples
-    idx, leads = int(p["index"]), _lead_names(p)
+    idx, leads = int(p["index"]), lead_names(p.get("lead_start"), p.get("lead_end"))
     signal, why = source.signal(int(p["ecg_id"]))
     ws, we = int(p["window_start"]), int(p["window_end"])
     whole = ws <= 0 and we >= n

@@ -171,7 +171,7 @@ def evaluate_localisation(
     """
     from ecgproto.data.ptbxl import load_ptbxl
     from ecgproto.explain.report import explain_arrays
-    from ecgproto.explain.source import Preprocessing
+    from ecgproto.data.preprocess import Preprocessing
     from ecgproto.progress import progress
 
     index = load_ptbxl(ptbxl_root)

@@ -157,14 +157,22 @@ def _grid_segments(width: float, height: float) -> tuple[np.ndarray, np.ndarray]
     return minor, major
 
 
+def lead_names(start: int | None, end: int | None) -> tuple[str, ...]:
+    """Names of the canonical lead-index span [start, end); () for all 12 or unknown (= not lead-specific)."""
+    if start is None or end is None or (int(start), int(end)) == (0, len(LEADS)):
+        return ()
+    return LEADS[int(start):int(end)]
+
+
+def calibration_pulse(baseline_mm: float, x0_mm: float = 1.0) -> np.ndarray:
+    """Polyline (6, 2) in mm of a 1 mV (10 mm) × 0.2 s (5 mm) pulse starting at ``x0_mm``."""
+    x = x0_mm + np.array([0.0, 2.0, 2.0, 7.0, 7.0, 9.0])
+    return np.stack([x, baseline_mm + np.array([0.0, 0.0, 1.0, 1.0, 0.0, 0.0]) * GAIN_MM_PER_MV], 1)
+
+
 def _calibration_segments(layout: PaperLayout) -> list[np.ndarray]:
-    """A 1 mV (10 mm) × 0.2 s (5 mm) pulse at the start of each row."""
-    out = []
-    for baseline in sorted({p.baseline_mm for p in layout.panels}):
-        x = np.array([1.0, 3.0, 3.0, 8.0, 8.0, 10.0])
-        y = baseline + np.array([0.0, 0.0, 1.0, 1.0, 0.0, 0.0]) * GAIN_MM_PER_MV
-        out.append(np.stack([x, y], 1))
-    return out
+    """A calibration pulse at the start of each row."""
+    return [calibration_pulse(baseline) for baseline in sorted({p.baseline_mm for p in layout.panels})]
 
 
 def _check_signal(signal: np.ndarray, fs: float, name: str = "signal") -> np.ndarray:
@@ -206,15 +214,20 @@ def new_paper_figure(n_sheets: int = 1, row_mm: float | None = None, gap_mm: flo
     return fig, axes
 
 
-def draw_paper(ax: Axes, layout: PaperLayout) -> None:
-    """Pink millimetre grid (bold every 5 mm), fixed mm limits and equal aspect."""
-    minor, major = _grid_segments(layout.width_mm, layout.height_mm)
+def draw_grid(ax: Axes, width_mm: float, height_mm: float) -> None:
+    """Pink millimetre grid (bold every 5 mm) over [0, width] × [0, height] mm, those limits, equal aspect."""
+    minor, major = _grid_segments(width_mm, height_mm)
     ax.add_collection(LineCollection(minor, colors=GRID_MINOR_COLOR, linewidths=0.25, zorder=0, gid="grid-minor"))
     ax.add_collection(LineCollection(major, colors=GRID_MAJOR_COLOR, linewidths=0.6, zorder=0, gid="grid-major"))
-    ax.set_xlim(0.0, layout.width_mm)
-    ax.set_ylim(0.0, layout.height_mm)
+    ax.set_xlim(0.0, width_mm)
+    ax.set_ylim(0.0, height_mm)
     ax.set_aspect("equal")
     ax.set_axis_off()
+
+
+def draw_paper(ax: Axes, layout: PaperLayout) -> None:
+    """The sheet's grid, limits and aspect (:func:`draw_grid` over the layout)."""
+    draw_grid(ax, layout.width_mm, layout.height_mm)
 
 
 def plot_12lead(

@@ -22,12 +22,12 @@ from matplotlib.patches import Rectangle
 
 from ecgproto.explain.plot_ecg import (
     GAIN_MM_PER_MV,
-    GRID_MAJOR_COLOR,
-    GRID_MINOR_COLOR,
     HIGHLIGHT_COLOR,
     LEADS,
     PAPER_SPEED_MM_PER_S,
     TRACE_COLOR,
+    calibration_pulse,
+    draw_grid,
 )
 
 ROW_MM = 18.0
@@ -64,15 +64,6 @@ def crop_span(field: tuple[int, int] | None, n_samples: int, fs: float) -> tuple
     a -= a % step
     b = min(int(field[1]) + int(round(MARGIN_S * fs)), n_samples)
     return a, b
-
-
-def _draw_grid(ax: Axes, width: float, height: float) -> None:
-    xs, ys = np.arange(0.0, np.floor(width) + 1.0), np.arange(0.0, np.floor(height) + 1.0)
-    for major, color, lw in ((False, GRID_MINOR_COLOR, 0.25), (True, GRID_MAJOR_COLOR, 0.6)):
-        vx, hy = xs[(xs % 5 == 0) == major], ys[(ys % 5 == 0) == major]
-        segs = [np.array([[x, 0.0], [x, ys[-1]]]) for x in vx] + [np.array([[0.0, y], [xs[-1], y]]) for y in hy]
-        ax.add_collection(LineCollection(segs, colors=color, linewidths=lw, zorder=0,
-                                         gid="grid-major" if major else "grid-minor"))
 
 
 def _draw_side(ax: Axes, view: WindowView, fs: float, n_samples: int, x0: float, height: float) -> tuple[float, float]:
@@ -140,19 +131,14 @@ def plot_windows(views: Sequence[WindowView], fs: float, n_samples: int) -> Figu
     fig = Figure(figsize=(width / 25.4, height / 25.4))
     FigureCanvasAgg(fig)
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
-    _draw_grid(ax, width, height)
-    pulse_x = np.array([1.5, 3.5, 3.5, 8.5, 8.5, 10.5])
-    base = height - TOP_MM - 0.5 * ROW_MM
-    pulse = np.stack([pulse_x, base + np.array([0.0, 0.0, 1.0, 1.0, 0.0, 0.0]) * GAIN_MM_PER_MV], 1)
+    draw_grid(ax, width, height)
+    pulse = calibration_pulse(height - TOP_MM - 0.5 * ROW_MM, x0_mm=1.5)
     ax.add_collection(LineCollection([pulse], colors=TRACE_COLOR, linewidths=0.8, zorder=3, gid="calibration"))
     x = LEFT_MM
     for v in views:
         x, _ = _draw_side(ax, v, fs, n_samples, x, height)
         x += GAP_MM
     ax.text(LEFT_MM, 2.0, LEGEND, fontsize=5.5, va="bottom", zorder=4)
-    ax.set_xlim(0.0, width)
-    ax.set_ylim(0.0, height)
-    ax.set_axis_off()
     return fig
 
 

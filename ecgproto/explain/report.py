@@ -22,21 +22,21 @@ import pandas as pd
 from ecgproto.atomic import write_bytes_atomic, write_text_atomic
 from ecgproto.errors import UserError
 from ecgproto.data.labels import label_table
-from ecgproto.data.wfdb_io import LEADS, record_stem
+from ecgproto.data.wfdb_io import record_stem
 from ecgproto.device import resolve_device
 from ecgproto.explain import html
 from ecgproto.explain.contributions import top_contributions
 from ecgproto.explain.duplicates import model_duplicate_groups
 from ecgproto.explain.evidence import record_evidence
-from ecgproto.explain.plot_ecg import figure_png_bytes, plot_12lead
+from ecgproto.explain.plot_ecg import figure_png_bytes, lead_names, plot_12lead
 from ecgproto.explain.plot_window import WindowView, plot_window_comparison
 from ecgproto.explain.reference import ReferenceLookup, unusual_pairs
-from ecgproto.explain.source import Preprocessing, SourceArchive
+from ecgproto.data.preprocess import Preprocessing
+from ecgproto.explain.source import SourceArchive
 from ecgproto.explain.waterfall import plot_waterfall
 from ecgproto.model.checkpoint import load_checkpoint
 from ecgproto.progress import progress
 
-FULL_LEADS = (0, len(LEADS))
 FIGURE_DPI = 80
 NUMERIC_COLUMNS = ("window_start", "window_end", "rf_start", "rf_end")
 PAGE_BUDGET_BYTES = 1_900_000  # embedded images per record page; later figures are linked PNG files
@@ -49,13 +49,6 @@ UNTRAINED_NOTE = "not trained (no positive in the training labels): never predic
 def prototype_provenance(meta: dict[str, Any]) -> dict[int, dict[str, Any]]:
     """Checkpoint ``meta["prototypes"]`` keyed by global prototype index."""
     return {int(p["index"]): p for p in meta.get("prototypes") or []}
-
-
-def _leads(span: tuple[int, int] | None) -> tuple[str, ...]:
-    """Lead names of a canonical lead-index span; () for all 12 / unknown (= not lead-specific)."""
-    if span is None or span[0] is None or tuple(span) == FULL_LEADS:
-        return ()
-    return LEADS[int(span[0]):int(span[1])]
 
 
 def require_prototypes(model: Any, source: str | Path) -> None:
@@ -120,11 +113,11 @@ def explain_arrays(model: Any, meta: dict[str, Any], signals: np.ndarray, k: int
         cols["evidence_end"].append(None if ev is None else ev[1])
         cols["rf_start"].append(int(rs))
         cols["rf_end"].append(int(re_))
-        cols["leads"].append(_leads(br.window_leads(w)))
+        cols["leads"].append(lead_names(*br.window_leads(w)))
         cols["source_ecg_id"].append(int(p["ecg_id"]) if projected else None)
         for key in ("window", "window_start", "window_end", "rf_start", "rf_end"):
             cols[f"source_{key}"].append(int(p[key]) if projected and p.get(key) is not None else None)
-        cols["source_leads"].append(_leads((p.get("lead_start"), p.get("lead_end"))) if projected else ())
+        cols["source_leads"].append(lead_names(p.get("lead_start"), p.get("lead_end")) if projected else ())
         cols["prototype_projected"].append(projected)
     for name, values in cols.items():
         # object dtype keeps None (unprojected prototypes, whole-record windows) and lead tuples as they are
@@ -191,10 +184,15 @@ def _members_text(row: pd.Series) -> str:
     return f"stands for {len(others) + 1} duplicate prototypes (also {', '.join(map(str, others))}: same source window or cosine ≥ 0.99)"
 
 
-def _source_evidence(row: pd.Series, signal: np.ndarray | None, model: Any) -> tuple[int, int] | None:
+def _source_evidence(row: pd.Series, signal: np.ndarray | None, ctx: _PageContext) -> tuple[int, int] | None:
+    """Evidence window of the prototype in its source ECG; computed once per prototype and run."""
     if signal is None or row["source_window"] is None:
         return None
-    return record_evidence(model, signal, row["branch"], [(int(row["local_index"]), int(row["source_window"]))])[0]
+    proto = int(row["prototype"])
+    if proto not in ctx.source_evidence:
+        ctx.source_evidence[proto] = record_evidence(
+            ctx.model, signal, row["branch"], [(int(row["local_index"]), int(row["source_window"]))])[0]
+    return ctx.source_evidence[proto]
 
 
 def _comparison_png(row: pd.Series, test_signal: np.ndarray, ctx: _PageContext) -> tuple[bytes, str, tuple[int, int] | None]:
@@ -208,7 +206,7 @@ def _comparison_png(row: pd.Series, test_signal: np.ndarray, ctx: _PageContext) 
     source_evidence = None
     if row["prototype_projected"]:
         signal, why = ctx.source.signal(row["source_ecg_id"])
-        source_evidence = _source_evidence(row, signal, ctx.model)
+        source_evidence = _source_evidence(row, signal, ctx)
         title = (f"{proto_text} · source training ECG {row['source_ecg_id']}"
                  + (f" · evidence {_span_text(*source_evidence, fs)}" if source_evidence else ""))
         if signal is None:
@@ -312,7 +310,7 @@ def explain_records(
         name, res = names[i], results[i]
         page = RecordPage(str(records[i]), name, res.status, res.message, out_dir / f"{name}.html")
         body = [f"<p>Record <code>{html.esc(res.record)}</code> · checkpoint <code>{html.esc(Path(checkpoint).name)}</code> "
-                f"· {prep.fs} Hz, {prep.n_samples} samples, high-pass {prep.cutoff_hz} Hz</p>"]
+                f"· {prep.fs} Hz, {prep.n_samples} samples, high-pass {prep.highpass_hz} Hz</p>"]
         if res.status != "ok":
             body.append(f"<div class=\"err\">Not explained: status <b>{html.esc(res.status)}</b>: {html.esc(res.message)}</div>")
         else:
@@ -339,6 +337,7 @@ class _PageContext:
     prep: Preprocessing
     out_dir: Path
     references: ReferenceLookup
+    source_evidence: dict[int, tuple[int, int] | None] = field(default_factory=dict)  # by prototype index
 
 
 def _record_body(rows: pd.DataFrame, probs: np.ndarray, signal: np.ndarray, record: str, name: str,

@@ -9,35 +9,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ecgproto.data.preprocess import highpass
+from ecgproto.data.preprocess import Preprocessing
 from ecgproto.errors import InputNotFoundError
-from ecgproto.data.wfdb_io import RecordResult, read_record
 
 DATABASE = "ptbxl_database.csv"
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """What the checkpoint's model expects: rate, length, high-pass (from the checkpoint meta)."""
-
-    fs: int
-    n_samples: int
-    cutoff_hz: float
-    order: int
-    edge: str = "scipy"  # checkpoints without an edge rule were trained with scipy's default
-
-    @classmethod
-    def from_meta(cls, meta: dict[str, Any]) -> Preprocessing:
-        hp = meta.get("highpass") or {}
-        return cls(int(meta["sampling_rate"]), int(meta["n_samples"]), float(hp.get("cutoff_hz", 0.0)), int(hp.get("order", 1)),
-                   str(hp.get("edge", "scipy")))
-
-    def read(self, path: str | Path) -> RecordResult:
-        """Read any WFDB record at this rate/length and high-pass it; the signal is (12, T) float32 mV."""
-        res = read_record(path, self.fs, self.n_samples)
-        if res.signal is not None:
-            res = RecordResult(res.record, highpass(res.signal, self.fs, self.cutoff_hz, self.order, self.edge), res.status, res.message, res.fs_in)
-        return res
 
 
 def _ptbxl_root(path: Path) -> Path | None:

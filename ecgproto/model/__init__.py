@@ -6,8 +6,7 @@ as ``ecgproto.model.config`` (the config schema) does not import torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ecgproto.lazy import lazy_exports
 
 _EXPORTS = {
     "BlackBoxECGNet": "blackbox",
@@ -25,9 +24,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'ecgproto.model' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"ecgproto.model.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -25,7 +25,8 @@ from ecgproto.model.ood import band_edges, feature_width, fit_ood
 from ecgproto.progress import progress
 from ecgproto.score.scorer import ScoreOptions
 from ecgproto.score.sources import list_records
-from ecgproto.score.worker import Preprocessing, forward_with_ood, read_batch
+from ecgproto.data.preprocess import Preprocessing
+from ecgproto.score.worker import forward_with_ood, read_batch
 from ecgproto.errors import UserError
 
 

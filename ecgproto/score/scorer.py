@@ -37,6 +37,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
+from ecgproto.data.preprocess import Preprocessing
 from ecgproto.model.checkpoint import load_checkpoint
 from ecgproto.model.ood import is_current, legacy_note, ood_threshold
 from ecgproto.progress import progress
@@ -46,7 +47,6 @@ from ecgproto.device import resolve_device
 from ecgproto.score.worker import (
     BatchReader,
     BatchScorer,
-    Preprocessing,
     ReadBatch,
     ScoredBatch,
     score_in_worker,

@@ -21,28 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ecgproto.data.preprocess import highpass
+from ecgproto.data.preprocess import Preprocessing
 from ecgproto.data.wfdb_io import read_record
 from ecgproto.model.ood import band_powers, feature_width, ood_features, pooled_latents
 
 READ_ERROR = "read_error"  # status of a record whose reader raised (a reader bug, not a bad file)
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """What turns a record file into model input (from checkpoint meta)."""
-
-    fs: int  # Hz the model runs at
-    n_samples: int  # samples per record at ``fs``
-    highpass_hz: float
-    highpass_order: int
-    highpass_edge: str = "scipy"
-
-    @classmethod
-    def from_meta(cls, meta: dict) -> Preprocessing:
-        hp = meta.get("highpass") or {}
-        return cls(int(meta["sampling_rate"]), int(meta["n_samples"]),
-                   float(hp.get("cutoff_hz", 0.5)), int(hp.get("order", 1)), str(hp.get("edge", "scipy")))
 
 
 @dataclass
@@ -78,7 +61,7 @@ def read_batch(paths: list[str], prep: Preprocessing) -> ReadBatch:
         message.append("" if st == "ok" else msg)
     if good:
         stacked = np.stack(good).astype(np.float32, copy=False)
-        signals = np.ascontiguousarray(highpass(stacked, prep.fs, prep.highpass_hz, prep.highpass_order, prep.highpass_edge),
+        signals = np.ascontiguousarray(prep.filter(stacked),
                                        dtype=np.float32)
     else:
         signals = np.zeros((0, 12, prep.n_samples), dtype=np.float32)

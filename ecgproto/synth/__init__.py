@@ -8,17 +8,11 @@ so importing the config schema does not import the simulator, pandas or wfdb.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ecgproto.lazy import lazy_exports
 
 _EXPORTS = {"build_ptbxl": "archive", "write_synthetic_archive": "archive", "simulate": "simulator"}
 
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'ecgproto.synth' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"ecgproto.synth.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())

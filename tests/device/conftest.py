@@ -17,7 +17,7 @@ def calibrated_ckpt(checkpoint, ptbxl_small, tmp_path_factory) -> Path:
     from ecgproto.model.ood import fit_ood
     from ecgproto.score.calibrate import folder_features
     from ecgproto.score.sources import list_records
-    from ecgproto.score.worker import Preprocessing
+    from ecgproto.data.preprocess import Preprocessing
 
     model, meta = load_checkpoint(checkpoint)
     prep = Preprocessing.from_meta(meta)

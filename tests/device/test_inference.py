@@ -13,7 +13,8 @@ from ecgproto.model.inference import predict_arrays
 from ecgproto.model.ood import extract_ood_features
 from ecgproto.score import scorer
 from ecgproto.score.scorer import ScoreOptions, score_archive
-from ecgproto.score.worker import BatchReader, BatchScorer, Preprocessing, forward_with_ood
+from ecgproto.data.preprocess import Preprocessing
+from ecgproto.score.worker import BatchReader, BatchScorer, forward_with_ood
 from ecgproto.score.sources import list_records
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))]

@@ -11,7 +11,7 @@ import pytest
 from ecgproto.cli import main
 from ecgproto.config import load_config
 from ecgproto.explain.report import explain_arrays, explain_records
-from ecgproto.explain.source import Preprocessing
+from ecgproto.data.preprocess import Preprocessing
 from tests.checks import resolved_config
 from tests.explain.helpers import tiny_checkpoint
 

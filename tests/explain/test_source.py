@@ -7,7 +7,8 @@ import pytest
 
 from ecgproto.data.preprocess import highpass
 from ecgproto.data.wfdb_io import read_record
-from ecgproto.explain.source import Preprocessing, SourceArchive
+from ecgproto.data.preprocess import Preprocessing
+from ecgproto.explain.source import SourceArchive
 
 META = {"sampling_rate": 100, "n_samples": 1000, "highpass": {"cutoff_hz": 0.5, "order": 1}}
 

@@ -8,7 +8,8 @@ from ecgproto.model.ood import (LEGACY_METHODS, band_powers, calibration_problem
 from ecgproto.score.calibrate import folder_features
 from ecgproto.score.scorer import ScoreOptions, score_archive
 from ecgproto.score.sources import list_records
-from ecgproto.score.worker import Preprocessing, read_batch
+from ecgproto.data.preprocess import Preprocessing
+from ecgproto.score.worker import read_batch
 
 from .helpers import tiny_checkpoint
 
