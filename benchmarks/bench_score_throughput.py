@@ -1,24 +1,34 @@
-"""End-to-end scoring throughput vs the bare forward pass, and peak memory vs archive size.
+"""End-to-end scoring throughput against the bare forward pass, the cost of 500 → 100 Hz
+resampling, and peak memory vs archive size.
 
-In one run, on the same (untrained, seeded) model built from ``configs/demo.yaml``, each
-figure measured in a fresh process, as a user would run it (no thread pool or page cache of
-one measurement spills into the next):
+For each model (default: ``configs/demo.yaml`` and ``configs/default.yaml``, untrained, seeded,
+BatchNorm folded as the scorer runs them), ``--rounds`` rounds, each measuring side by side:
 
-1. bare forward: the model on in-memory float32 tensors (N, 12, 1000), batches of
-   ``--batch-size``, no reading, no writing, at 1 and at 2 torch threads, best of 3 timed passes;
-   the faster is the reference;
-2. end to end: ``ecgproto score`` on the synthetic archive's WFDB files (reading, validation,
-   high-pass and forward pass in ``--workers`` scoring processes, chunked Parquet+CSV output,
-   final concatenation); the rate is the run's own ``summary.json`` ``records_per_s`` (the
-   scoring loop, without interpreter start-up and checkpoint loading), best of ``--repeats``
-   runs (each in a fresh process), as the bare pass is a best of passes;
-3. peak resident memory of the scoring process tree (scorer + workers, sampled from /proc
-   every 20 ms) of the end-to-end runs at two archive sizes.
+1. bare forward, one thread: the scorer's own ``forward_batch`` on in-memory float32 tensors
+   (N, 12, 1000), batches of ``--batch-size``, best of 3 timed passes after a warm-up, in a fresh
+   process;
+2. bare forward, ``--workers`` processes at once, one thread each (what the cores give when they
+   all run the model: the sum of their rates);
+3. end to end at 100 Hz: ``ecgproto score`` on the synthetic archive's WFDB files (reading,
+   validation, high-pass and forward pass in ``--workers`` scoring processes of one thread,
+   chunked Parquet + CSV output), the run's own ``summary.json`` ``records_per_s`` (the scoring
+   loop, without interpreter start-up and checkpoint loading), in a fresh process;
+4. end to end at 500 Hz: the same records from their 500 Hz files (a manifest of
+   ``records500/``), resampled to the model's 100 Hz as a MIMIC-IV-ECG archive is.
 
-Writes ``reports/benchmarks/score_throughput.json`` and ``.md`` (``score_throughput_w<W>.*``
-for another ``--width``).
+The headline ratio is end to end ÷ (workers × the one-thread bare pass): 1.0 would mean reading,
+validating, filtering and writing cost nothing and the workers scale perfectly. The second ratio,
+end to end ÷ the concurrent bare passes, separates what reading costs from what sharing the cores
+costs. All are medians over the rounds (each round's figures come from the same minute). The
+resampling cost is (1/rate₅₀₀ − 1/rate₁₀₀) × workers: CPU milliseconds per record. Peak resident
+memory of the scorer + workers (sampled from /proc every 20 ms) at ``--small`` and ``--records``
+records; the steady-state rate is the records between those two sizes over the time between the
+two runs (start-up, the first batches and the final concatenation drop out).
 
-    python benchmarks/bench_score_throughput.py --records 2000
+Writes ``reports/benchmarks/score_throughput.json`` and ``.md``.
+
+    python benchmarks/bench_score_throughput.py            # both models, ~10 min on 2 cores
+    python benchmarks/bench_score_throughput.py --configs configs/demo.yaml --rounds 1
 """
 
 from __future__ import annotations
@@ -49,6 +59,7 @@ from ecgproto.synth import write_synthetic_archive  # noqa: E402
 from ecgproto.model import ProtoECGNet  # noqa: E402
 from ecgproto.score.worker import forward_batch  # noqa: E402
 from ecgproto.model.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from ecgproto.model.fold import fold_batchnorm  # noqa: E402
 
 OUT = REPO / "reports" / "benchmarks"
 
@@ -95,25 +106,22 @@ def _peak_tree_rss(cmd: list[str], env: dict[str, str]) -> tuple[int, float]:
     return peak, time.perf_counter() - start
 
 
-def build_checkpoint(path: Path, config: str, overrides: list[str]) -> tuple[ProtoECGNet, int]:
-    cfg = load_config(config, overrides)
+def build_checkpoint(path: Path, config: str) -> dict:
+    """An untrained, seeded checkpoint of ``config``'s model; its size."""
+    cfg = load_config(config, [])
     torch.manual_seed(cfg.seed)
     model = ProtoECGNet(cfg.model, 1000, 100).eval()
     meta = {"config": to_dict(cfg), "labels": list(all_labels()), "sampling_rate": 100, "n_samples": 1000,
             "highpass": {"cutoff_hz": cfg.data.highpass_hz, "order": cfg.data.highpass_order},
             "thresholds": [0.5] * 71}
     save_checkpoint(path, model, meta)
-    return model, sum(p.numel() for p in model.parameters())
+    return {"config": Path(config).name, "n_parameters": int(sum(p.numel() for p in model.parameters())),
+            "n_prototypes": int(model.n_prototypes)}
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def bare_forward(model: ProtoECGNet, n: int, batch_size: int, repeats: int = 3) -> float:
-    """Best records/s of ``repeats`` timed passes of the forward pass alone on in-memory tensors
-    (the scorer's own ``forward_batch``), after one warm-up pass."""
+def bare_forward(model: torch.nn.Module, n: int, batch_size: int, repeats: int = 3) -> float:
+    """Best records/s of ``repeats`` timed passes of the scorer's ``forward_batch`` alone on
+    in-memory tensors, after one warm-up pass."""
     x = np.random.default_rng(0).normal(0, 0.3, (n, 12, 1000)).astype(np.float32)
     rates = []
     for rep in range(repeats + 1):
@@ -125,133 +133,223 @@ def bare_forward(model: ProtoECGNet, n: int, batch_size: int, repeats: int = 3) 
     return max(rates)
 
 
-def _bare_in_fresh_process(ckpt: Path, threads: int, n: int, batch_size: int) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    cmd = [sys.executable, __file__, "--bare-only", str(ckpt), "--threads", str(threads),
-           "--records", str(n), "--batch-size", str(batch_size)]
-    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+def _bare_cmd(ckpt: Path, n: int, batch_size: int) -> list[str]:
+    return [sys.executable, __file__, "--bare-only", str(ckpt), "--records", str(n), "--batch-size", str(batch_size)]
 
 
-def _end_to_end(ckpt: Path, root: Path, out: Path, args: argparse.Namespace, env: dict[str, str]) -> dict:
-    """One ``ecgproto score`` run in a fresh process: its summary, peak tree RSS, wall and CPU time."""
+def bare_processes(ckpt: Path, n: int, batch_size: int, processes: int) -> list[float]:
+    """records/s of ``processes`` fresh one-thread bare-forward processes started together."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen(_bare_cmd(ckpt, n, batch_size), env=env, stdout=subprocess.PIPE, text=True)
+             for _ in range(processes)]
+    rates = []
+    for proc in procs:
+        out, _ = proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError("bare-forward subprocess failed")
+        rates.append(json.loads(out.strip().splitlines()[-1])["records_per_s"])
+    return rates
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def end_to_end(ckpt: Path, source: Path, out: Path, args: argparse.Namespace) -> dict:
+    """One ``ecgproto score`` run in a fresh process: its rate, peak tree RSS, CPU time."""
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable, "-m", "ecgproto.cli", "score", str(ckpt), str(root), "--out", str(out),
+    env = {**os.environ, "PYTHONPATH": str(REPO), "ECGPROTO_NO_PROGRESS": "1"}
+    cmd = [sys.executable, "-m", "ecgproto.cli", "score", str(ckpt), str(source), "--out", str(out),
            "--batch-size", str(args.batch_size), "--workers", str(args.workers),
-           "--chunk-size", str(args.chunk_size), "--threads", str(args.threads)]
+           "--chunk-size", str(args.chunk_size), "--threads", "1"]
     cpu0 = _children_cpu()
     peak, wall = _peak_tree_rss(cmd, env)
     summary = json.loads((out / "summary.json").read_text())
+    shutil.rmtree(out, ignore_errors=True)
     return {"records": summary["n_records"], "records_per_s": summary["records_per_s"],
             "status_counts": summary["status_counts"], "peak_rss_mib": round(peak / 2**20, 1),
             "wall_s_with_startup": round(wall, 1), "cpu_s": round(_children_cpu() - cpu0, 2)}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--records", type=int, default=2000, help="synthetic 100 Hz records scored end to end")
-    parser.add_argument("--memory-sizes", type=int, nargs=2, default=[500, 2000],
-                        help="two archive sizes for the peak-memory check (the larger is also the throughput run)")
-    parser.add_argument("--config", default=str(REPO / "configs" / "demo.yaml"), help="config of the model")
-    parser.add_argument("--width", type=int, default=0,
-                        help="base_width of every branch backbone (0 = as in --config, i.e. the demo model; "
-                             "64 = reference size)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2, help="scoring processes of the end-to-end run")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch threads per scoring process (0 = cores / workers, as `ecgproto score`)")
-    parser.add_argument("--chunk-size", type=int, default=512)
-    parser.add_argument("--repeats", type=int, default=3, help="end-to-end runs of the largest size (best is used)")
-    parser.add_argument("--work-dir", default=None, help="keep the archive here (default: a temp folder)")
-    parser.add_argument("--bare-only", default=None, metavar="CHECKPOINT", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.bare_only:  # child mode: time the bare forward pass of CHECKPOINT and print one JSON line
-        torch.set_num_threads(args.threads)
-        model, _ = load_checkpoint(args.bare_only)
-        print(json.dumps({"threads": args.threads, "records_per_s": bare_forward(model.eval(), args.records,
-                                                                                    args.batch_size)}))
-        return 0
-    os.environ.setdefault("ECGPROTO_NO_PROGRESS", "1")
+def read_costs(paths100: list[str], paths500: list[str], repeats: int = 3) -> dict:
+    """CPU ms per record of the scorer's reading + validation + high-pass (``read_batch``), one
+    thread, 100 Hz files vs the same records' 500 Hz files, alternating, best of ``repeats``."""
+    from ecgproto.data.preprocess import Preprocessing
+    from ecgproto.score.worker import read_batch
 
-    work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="bench_score_"))
-    work.mkdir(parents=True, exist_ok=True)
-    sizes = sorted({*args.memory_sizes, args.records})
-    archive = work / f"synth{sizes[-1]}"
-    if not (archive / "ptbxl" / "ptbxl_database.csv").is_file():
-        write_synthetic_archive(archive, SynthConfig(n_records=sizes[-1], n_mimic_subjects=0, seed=0), overwrite=True)
-    ptbxl = archive / "ptbxl"
-    ckpt = work / "model.pt"
-    if args.width > 0:
-        args.overrides = [f"model.branches.{g}.base_width={args.width}" for g in ("rhythm", "morphology", "global")] \
-            + args.overrides
-    _, n_params = build_checkpoint(ckpt, args.config, args.overrides)
+    prep = Preprocessing.from_meta({"sampling_rate": 100, "n_samples": 1000,
+                                    "highpass": {"cutoff_hz": 0.5, "order": 1}})
+    best = {"100": np.inf, "500": np.inf}
+    for _ in range(repeats):
+        for key, paths in (("100", paths100), ("500", paths500)):
+            start = time.process_time()
+            for i in range(0, len(paths), 64):
+                read_batch(paths[i:i + 64], prep)
+            best[key] = min(best[key], (time.process_time() - start) / len(paths) * 1e3)
+    return {"read_ms_per_record_100hz": round(best["100"], 3), "read_ms_per_record_500hz": round(best["500"], 3),
+            "resampling_ms_per_record": round(best["500"] - best["100"], 3)}
 
-    # a PTB-XL folder of the first n records (same files) for each size
+
+def _median(values: list[float]) -> float:
+    return float(np.median(values))
+
+
+def measure_model(config: str, work: Path, sources: dict[str, Path], args: argparse.Namespace) -> dict:
+    """Every round of one model; medians and the per-round figures."""
+    ckpt = work / f"{Path(config).stem}.pt"
+    info = build_checkpoint(ckpt, config)
+    n_bare = min(args.records, args.bare_records)
+    rounds = []
+    for r in range(args.rounds):
+        one = bare_processes(ckpt, n_bare, args.batch_size, 1)[0]
+        together = bare_processes(ckpt, n_bare, args.batch_size, args.workers)
+        e100 = end_to_end(ckpt, sources["100"], work / "scores", args)
+        e500 = end_to_end(ckpt, sources["500"], work / "scores", args)
+        small = end_to_end(ckpt, sources["small"], work / "scores", args)
+        rate100, rate500 = e100["records_per_s"], e500["records_per_s"]
+        # steady state: the records between the two archive sizes over the time between them
+        # (what start-up, the pool's first batches and the final concatenation cost drops out)
+        marginal = (args.records - args.small) / (args.records / rate100 - args.small / small["records_per_s"])
+        rounds.append({
+            "bare_1_thread_records_per_s": round(one, 1),
+            "bare_concurrent_records_per_s": [round(x, 1) for x in together],
+            "end_to_end_100hz_records_per_s": rate100, "end_to_end_500hz_records_per_s": rate500,
+            "ratio_end_to_end_over_workers_x_bare": round(rate100 / (args.workers * one), 3),
+            "end_to_end_small_records_per_s": small["records_per_s"],
+            "steady_state_records_per_s": round(marginal, 1),
+            "ratio_steady_state_over_workers_x_bare": round(marginal / (args.workers * one), 3),
+            "ratio_end_to_end_over_concurrent_bare": round(rate100 / sum(together), 3),
+            "ratio_concurrent_bare_over_workers_x_bare": round(sum(together) / (args.workers * one), 3),
+            "ratio_500hz_over_100hz": round(rate500 / rate100, 3),
+            "resampling_cpu_ms_per_record": round((1 / rate500 - 1 / rate100) * args.workers * 1e3, 3),
+            "end_to_end_cpu_ms_per_record": round(e100["cpu_s"] / e100["records"] * 1e3, 3),
+            "status_counts": e100["status_counts"], "peak_rss_mib": e100["peak_rss_mib"],
+            "peak_rss_mib_small": small["peak_rss_mib"],
+            "load_average_1min": round(os.getloadavg()[0], 2),
+        })
+        print(f"{info['config']} round {r + 1}: {json.dumps(rounds[-1])}", file=sys.stderr)
+    keys = ("bare_1_thread_records_per_s", "end_to_end_100hz_records_per_s", "end_to_end_500hz_records_per_s",
+            "ratio_end_to_end_over_workers_x_bare", "steady_state_records_per_s",
+            "ratio_steady_state_over_workers_x_bare", "ratio_end_to_end_over_concurrent_bare",
+            "ratio_concurrent_bare_over_workers_x_bare", "ratio_500hz_over_100hz", "resampling_cpu_ms_per_record",
+            "end_to_end_cpu_ms_per_record")
+    medians = {k: round(_median([rd[k] for rd in rounds]), 3) for k in keys}
+    medians["bare_concurrent_records_per_s"] = round(_median([sum(rd["bare_concurrent_records_per_s"])
+                                                              for rd in rounds]), 1)
+    memory = [{"records": args.small, "peak_rss_mib": max(rd["peak_rss_mib_small"] for rd in rounds)},
+              {"records": args.records, "peak_rss_mib": max(rd["peak_rss_mib"] for rd in rounds)}]
+    return {**info, "median": medians, "rounds": rounds, "peak_memory": memory,
+            "peak_memory_growth_ratio": round(memory[1]["peak_rss_mib"] / memory[0]["peak_rss_mib"], 3)}
+
+
+def prepare_sources(work: Path, n: int, n_small: int) -> dict[str, Path]:
+    """The synthetic archive (100 and 500 Hz files of the same ``n`` records); a PTB-XL folder of its
+    first ``n``, one of its first ``n_small`` records and a manifest of the ``n`` 500 Hz files."""
     import pandas as pd
 
+    archive = work / f"synth{n}"
+    if not (archive / "ptbxl" / "records500").is_dir():
+        write_synthetic_archive(archive, SynthConfig(n_records=n, n_mimic_subjects=0, seed=0, write_500hz=True),
+                                overwrite=True)
+    ptbxl = archive / "ptbxl"
     db = pd.read_csv(ptbxl / "ptbxl_database.csv").sort_values("ecg_id")
-
-    def subset(n: int) -> Path:
-        root = work / f"subset{n}"
+    sources = {}
+    for name, rows in (("100", n), ("small", n_small)):
+        root = work / f"ptbxl{rows}"
         if not root.exists():
             root.mkdir()
-            db.head(n).to_csv(root / "ptbxl_database.csv", index=False)
+            db.head(rows).to_csv(root / "ptbxl_database.csv", index=False)
             (root / "records100").symlink_to(ptbxl / "records100")
-        return root
+        sources[name] = root
+    manifest = work / "records500.csv"
+    pd.DataFrame({"record_id": db["ecg_id"].head(n), "record": [str(ptbxl / f) for f in db["filename_hr"].head(n)]}
+                 ).to_csv(manifest, index=False)
+    sources["500"] = manifest
+    sources["paths100"] = [str(ptbxl / f) for f in db["filename_lr"].head(500)]
+    sources["paths500"] = [str(ptbxl / f) for f in db["filename_hr"].head(500)]
+    return sources
 
-    n_bare = min(args.records, 1024)
-    bare = {t: _bare_in_fresh_process(ckpt, t, n_bare, args.batch_size) for t in (1, 2)}
-    best_threads = max(bare, key=lambda t: bare[t]["records_per_s"])
-    bare_rate = bare[best_threads]["records_per_s"]
 
-    env = {**os.environ, "PYTHONPATH": str(REPO), "ECGPROTO_NO_PROGRESS": "1"}
-    runs = {n: _end_to_end(ckpt, subset(n), work / f"scores{n}", args, env) for n in sizes}
-    repeats = [runs[args.records]] + [_end_to_end(ckpt, subset(args.records), work / f"scores{args.records}", args, env)
-                                      for _ in range(max(args.repeats, 1) - 1)]
-    e2e = max(repeats, key=lambda r: r["records_per_s"])
-    ratio = e2e["records_per_s"] / bare_rate
-    memory = [{"records": n, "peak_rss_mib": runs[n]["peak_rss_mib"]} for n in args.memory_sizes]
-
-    result = {
-        "model_config": Path(args.config).name, "width": args.width, "overrides": args.overrides,
-        "n_parameters": int(n_params), "records": args.records, "batch_size": args.batch_size,
-        "workers": args.workers, "threads_per_worker": args.threads or max(1, (os.cpu_count() or 1) // max(args.workers, 1)),
-        "chunk_size": args.chunk_size, "cpu_count": os.cpu_count(),
-        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
-        "bare_forward_records_per_s": {f"{t}_threads": round(b["records_per_s"], 1) for t, b in bare.items()},
-        "bare_forward_best_threads": best_threads,
-        "end_to_end_records_per_s": e2e["records_per_s"],
-        "end_to_end_runs_records_per_s": [r["records_per_s"] for r in repeats],
-        "ratio_end_to_end_over_bare": round(ratio, 3),
-        "end_to_end_cpu_ms_per_record": round(e2e["cpu_s"] / args.records * 1e3, 3),
-        "status_counts": e2e["status_counts"],
-        "end_to_end_runs": {str(n): r for n, r in runs.items()},
-        "peak_memory": memory,
-        "peak_memory_growth_ratio": round(memory[1]["peak_rss_mib"] / memory[0]["peak_rss_mib"], 3),
-    }
-    OUT.mkdir(parents=True, exist_ok=True)
-    stem = "score_throughput" if args.width == 0 else f"score_throughput_w{args.width}"
-    (OUT / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
+def write_markdown(result: dict, path: Path) -> None:
     md = [
         "# Scoring throughput (`benchmarks/bench_score_throughput.py`)", "",
-        f"Model: `{Path(args.config).name}` {' '.join(args.overrides)} ({n_params:,} parameters, untrained), "
-        f"{args.records} synthetic 100 Hz records, batch {args.batch_size}, {args.workers} scoring process(es) with "
-        f"{result['threads_per_worker']} torch thread(s) each, {os.cpu_count()} CPU cores "
-        f"(1-min load average at the end: {result['load_average_1min_at_end']}). Every figure from a fresh process.", "",
-        "| measure | value |", "| --- | --- |",
-        f"| bare forward, 1 torch thread (in-memory tensors) | {bare[1]['records_per_s']:.1f} records/s |",
-        f"| bare forward, 2 torch threads | {bare[2]['records_per_s']:.1f} records/s |",
-        f"| end to end (WFDB files → scores.parquet + scores.csv), best of {len(repeats)} | "
-        f"{e2e['records_per_s']:.1f} records/s (runs: {', '.join(str(round(r['records_per_s'])) for r in repeats)}) |",
-        f"| ratio end-to-end / faster bare | **{ratio:.2f}** (target ≥ 0.7) |",
-        f"| CPU time per record, end to end (all processes, incl. start-up and checkpoint loading) | {result['end_to_end_cpu_ms_per_record']} ms |",
+        f"{result['records']} synthetic records, batch {result['batch_size']}, {result['workers']} scoring processes × "
+        f"1 torch thread, {result['cpu_count']} CPU cores, {result['rounds']} rounds (medians; every figure from a "
+        f"fresh process; 1-min load average at the end {result['load_average_1min_at_end']}). Untrained models with "
+        "BatchNorm folded, as the scorer runs them.", "",
+        "| model | bare forward, 1 thread | workers × that | bare, workers at once | end to end 100 Hz | "
+        "**end to end ÷ (workers × 1-thread bare)** | steady state (records between the two sizes) | "
+        "end to end ÷ concurrent bare | end to end 500 Hz → 100 Hz | resampling cost |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    md += [f"| peak RSS, scorer + workers, {m['records']} records | {m['peak_rss_mib']} MiB |" for m in memory]
-    md += ["", "RSS is summed over the scorer and its forked workers, so pages they share (the model, "
-               "libraries) are counted once per process."]
-    (OUT / f"{stem}.md").write_text("\n".join(md) + "\n")
-    print(json.dumps(result, indent=1))
+    for m in result["models"]:
+        md_ = m["median"]
+        md.append(
+            f"| `{m['config']}` ({m['n_parameters']:,} parameters, {m['n_prototypes']:,} prototypes) | "
+            f"{md_['bare_1_thread_records_per_s']:.0f} rec/s | {md_['bare_1_thread_records_per_s'] * result['workers']:.0f} | "
+            f"{md_['bare_concurrent_records_per_s']:.0f} | {md_['end_to_end_100hz_records_per_s']:.0f} rec/s | "
+            f"**{md_['ratio_end_to_end_over_workers_x_bare']:.2f}** (target ≥ 0.9) | "
+            f"{md_['steady_state_records_per_s']:.0f} rec/s = {md_['ratio_steady_state_over_workers_x_bare']:.2f} | "
+            f"{md_['ratio_end_to_end_over_concurrent_bare']:.2f} | {md_['end_to_end_500hz_records_per_s']:.0f} rec/s "
+            f"({md_['ratio_500hz_over_100hz']:.2f}×) | {md_['resampling_cpu_ms_per_record']:.2f} ms/record |")
+    rc = result["read_costs"]
+    md += ["", f"Reading + validation + high-pass alone (`read_batch`, one thread, CPU time): "
+               f"{rc['read_ms_per_record_100hz']} ms/record from 100 Hz files, {rc['read_ms_per_record_500hz']} ms/record "
+               f"from 500 Hz files (resampling {rc['resampling_ms_per_record']} ms/record).", ""]
+    for m in result["models"]:
+        mem = m["peak_memory"]
+        md.append(f"Peak RSS (scorer + workers, summed), `{m['config']}`: {mem[0]['peak_rss_mib']} MiB at "
+                  f"{mem[0]['records']} records, {mem[1]['peak_rss_mib']} MiB at {mem[1]['records']} "
+                  f"(ratio {m['peak_memory_growth_ratio']}).")
+    md += ["", "RSS is summed over the scorer and its forked workers, so pages they share (the model, libraries) "
+               "are counted once per process."]
+    path.write_text("\n".join(md) + "\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", nargs="+", default=[str(REPO / "configs" / "demo.yaml"),
+                                                         str(REPO / "configs" / "default.yaml")],
+                        help="model configs to measure (default: the demo and the default-size model)")
+    parser.add_argument("--records", type=int, default=2000, help="synthetic records scored end to end")
+    parser.add_argument("--small", type=int, default=500, help="smaller archive (peak-memory check and steady-state rate)")
+    parser.add_argument("--bare-records", type=int, default=512, help="records of each bare-forward pass")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2, help="scoring processes (one torch thread each)")
+    parser.add_argument("--chunk-size", type=int, default=512)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of side-by-side measurements (medians)")
+    parser.add_argument("--work-dir", default=None, help="keep the archive here (default: a temp folder)")
+    parser.add_argument("--out", default=str(OUT / "score_throughput.json"), help="JSON to write (.md beside it)")
+    parser.add_argument("--bare-only", default=None, metavar="CHECKPOINT", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.bare_only:  # child mode: one-thread bare forward pass of CHECKPOINT, one JSON line
+        torch.set_num_threads(1)
+        model, _ = load_checkpoint(args.bare_only)
+        rate = bare_forward(fold_batchnorm(model.eval()), args.records, args.batch_size)
+        print(json.dumps({"records_per_s": rate}))
+        return 0
+    os.environ.setdefault("ECGPROTO_NO_PROGRESS", "1")
+    work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="bench_score_"))
+    work.mkdir(parents=True, exist_ok=True)
+    sources = prepare_sources(work, args.records, args.small)
+    torch.set_num_threads(1)
+    result = {
+        "definition": "ratio = end-to-end records/s (ecgproto score, WFDB files -> Parquet + CSV, workers x 1 "
+                      "thread) / (workers x the one-thread bare forward records/s), measured in the same round; "
+                      "medians over rounds",
+        "records": args.records, "batch_size": args.batch_size, "workers": args.workers, "rounds": args.rounds,
+        "chunk_size": args.chunk_size, "cpu_count": os.cpu_count(),
+        "load_average_1min_at_start": round(os.getloadavg()[0], 2),
+        "read_costs": read_costs(sources["paths100"], sources["paths500"]),
+        "models": [measure_model(c, work, sources, args) for c in args.configs],
+    }
+    result["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    write_markdown(result, out.with_suffix(".md"))
+    print(json.dumps({m["config"]: m["median"] for m in result["models"]}, indent=1))
     if not args.work_dir:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -1,12 +1,11 @@
 """Patient-level bootstrap: resample patients with replacement, percentile confidence intervals.
 
 A resample draws ``n_patients`` patients with replacement; every record of a drawn
-patient enters the resample as often as its patient was drawn. This is expressed as a
-weights matrix (B, N) of record multiplicities, which the vectorised metrics in
-``metrics.py`` accept directly, so all labels of all resamples are evaluated without a
-Python loop over resamples; :class:`ResampleWeights` builds it :data:`BOOT_BLOCK` resamples at
-a time, which bounds memory and gives the same numbers. The drawn patient indices are kept (and saved by the
-report) so every interval can be recomputed.
+patient enters the resample as often as its patient was drawn. The evaluation works from the
+patient draw counts (:attr:`BootstrapPlan.counts`, (P, B) small integers) :data:`BOOT_BLOCK`
+resamples at a time (``resampled.py``); :meth:`BootstrapPlan.weights` gives the equivalent
+record multiplicities (B, N), which the vectorised metrics in ``metrics.py`` accept directly.
+The drawn patient indices are kept (and saved by the report) so every interval can be recomputed.
 
 An interval needs cases of both classes to resample: a label is given an interval only when at
 least :data:`MIN_CI_PATIENTS` distinct patients have a positive record and as many have a
@@ -19,14 +18,15 @@ interval over several labels is given when at least one of its labels has enough
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
 
 
-BOOT_BLOCK = 100  # resamples whose weights are held in memory at once (ResampleWeights)
+BOOT_BLOCK = 100  # resamples evaluated at once (count_blocks)
 MIN_CI_PATIENTS = 5  # positive and negative patients a label needs for an interval
 TOO_FEW_TEXT = "n/a (too few positives/negatives)"
 
@@ -54,20 +54,34 @@ class BootstrapPlan:
 
     def patient_counts(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """How often each patient is drawn in resamples ``start:stop`` (default all), (b, P) float64."""
-        draws = self.draws[start:stop]
-        rows = np.repeat(np.arange(len(draws), dtype=np.int64), draws.shape[1])
-        flat = rows * self.n_patients + draws.ravel()
-        return np.bincount(flat, minlength=len(draws) * self.n_patients).reshape(len(draws), -1).astype(np.float64)
+        return self.counts[:, start:stop].T.astype(np.float64)
+
+    @cached_property
+    def counts(self) -> np.ndarray:
+        """How often each patient is drawn in each resample, (P, B) uint8 (wider past 255 draws); built once."""
+        out = np.zeros((self.n_patients, self.n_resamples), dtype=np.uint8)
+        for start in range(0, self.n_resamples, BOOT_BLOCK):
+            draws = self.draws[start:start + BOOT_BLOCK]
+            b = len(draws)
+            flat = draws.astype(np.int64) * b + np.arange(b, dtype=np.int64)[:, None]
+            block = np.bincount(flat.ravel(), minlength=self.n_patients * b).reshape(self.n_patients, b)
+            need = np.min_scalar_type(int(block.max(initial=0)))
+            if need.itemsize > out.dtype.itemsize:
+                out = out.astype(need)
+            out[:, start:start + b] = block
+        return out
+
+    def count_blocks(self, block: int = BOOT_BLOCK) -> Iterator[np.ndarray]:
+        """:attr:`counts` of resamples ``0:block``, ``block:2*block``, …, in order: (P, b) views."""
+        step = max(int(block), 1)
+        for start in range(0, self.n_resamples, step):
+            yield self.counts[:, start:start + step]
 
     def weights(self, mask: np.ndarray | None = None, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Record multiplicities (b, N) of resamples ``start:stop`` (default all); (b, mask.sum())
         for the records selected by ``mask``."""
         rp = self.record_patient if mask is None else self.record_patient[np.asarray(mask, dtype=bool)]
         return self.patient_counts(start, stop)[:, rp]
-
-    def blocks(self, mask: np.ndarray | None = None, block: int = BOOT_BLOCK) -> ResampleWeights:
-        """The weights of ``mask``'s records, produced ``block`` resamples at a time (:class:`ResampleWeights`)."""
-        return ResampleWeights(self, mask, block)
 
     def save(self, path: str | Path) -> Path:
         """Write the plan to ``path`` (.npz; atomic)."""
@@ -85,44 +99,6 @@ class BootstrapPlan:
         """Read a plan written by :meth:`save`."""
         with np.load(path, allow_pickle=False) as z:
             return cls(z["patients"], z["record_patient"], z["draws"], int(z["seed"]))
-
-
-@dataclass(frozen=True)
-class ResampleWeights:
-    """Resample weights of a plan's records (``mask``), evaluated ``block`` resamples at a time.
-
-    Memory holds one (block, N) weight matrix (and the metric's temporaries for it) instead of
-    (B, N): :meth:`map` applies a metric of the weights (b, N) → values with resamples on axis 0,
-    block by block, and concatenates. Metrics that treat each resample row independently give the
-    same numbers as on the dense matrix.
-    """
-
-    plan: BootstrapPlan
-    mask: np.ndarray | None
-    block: int = BOOT_BLOCK
-
-    @property
-    def n_resamples(self) -> int:
-        return self.plan.n_resamples
-
-    def dense(self) -> np.ndarray:
-        """All weights at once, (B, N)."""
-        return self.plan.weights(self.mask)
-
-    def map(self, fn: Callable[[np.ndarray], Any]) -> Any:
-        """``fn`` over the weight blocks; arrays (also inside tuples and dicts) joined along axis 0."""
-        parts = [fn(self.plan.weights(self.mask, s, s + self.block))
-                 for s in range(0, self.n_resamples, max(int(self.block), 1))]
-        return _concat(parts)
-
-
-def _concat(parts: list[Any]) -> Any:
-    first = parts[0]
-    if isinstance(first, dict):
-        return {k: _concat([p[k] for p in parts]) for k in first}
-    if isinstance(first, tuple):
-        return tuple(_concat([p[i] for p in parts]) for i in range(len(first)))
-    return np.concatenate([np.asarray(p) for p in parts], axis=0)
 
 
 def patient_bootstrap(patient_ids: np.ndarray, n_resamples: int, seed: int) -> BootstrapPlan:

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ecgproto.evaluate.bootstrap import (ResampleWeights, class_patient_counts, fill_undefined, interval_defined,
+from ecgproto.evaluate.bootstrap import (BootstrapPlan, class_patient_counts, fill_undefined, interval_defined,
                                          patient_bootstrap, percentile_ci)
 from ecgproto.evaluate.metrics import auroc_weighted, nanmean_rows
+from ecgproto.evaluate.resampled import auroc_resamples
 from ecgproto.evaluate.tasks import Task, record_mask, task_arrays
 
 COMPARE_COLUMNS = ("task", "n_labels", "n_records", "a", "a_lo", "a_hi", "b", "b_lo", "b_hi",
@@ -41,17 +42,17 @@ class Comparison:
 
 
 def _label_aurocs(cache: dict, prefix: tuple, targets: tuple[str, ...], y: np.ndarray, p: np.ndarray,
-                  mask: np.ndarray, wb: ResampleWeights | None) -> tuple[np.ndarray, np.ndarray | None]:
+                  mask: np.ndarray, plan: BootstrapPlan | None) -> tuple[np.ndarray, np.ndarray | None]:
     """Per-label AUROC (C,) and its resamples (B, C) on the ``mask`` records, cached by (prefix, target)."""
     todo = [j for j, t in enumerate(targets) if (prefix, t) not in cache]
     if todo:
         y_m, p_m = y[mask][:, todo], p[mask][:, todo]
         point = auroc_weighted(y_m, p_m, np.ones((1, len(y_m))))[0]
-        boot = None if wb is None else wb.map(lambda w: auroc_weighted(y_m, p_m, w))
+        boot = None if plan is None else auroc_resamples(plan, y_m, p_m, plan.record_patient[mask])
         for k, j in enumerate(todo):
             cache[(prefix, targets[j])] = (point[k], None if boot is None else boot[:, k])
     entries = [cache[(prefix, t)] for t in targets]
-    return np.array([e[0] for e in entries]), None if wb is None else np.stack([e[1] for e in entries], axis=1)
+    return np.array([e[0] for e in entries]), None if plan is None else np.stack([e[1] for e in entries], axis=1)
 
 
 def _macro(point: np.ndarray, boot: np.ndarray | None) -> tuple[float, np.ndarray | None]:
@@ -95,10 +96,9 @@ def paired_auroc_difference(labels71: np.ndarray, probs_a: dict[str, np.ndarray]
         if not mask.any():
             rows.append({**row, "n_labels": 0})
             continue
-        wb = None if plan is None else plan.blocks(mask)
         scope = (f"{task.output}/{task.label_set}" if task.aggregated else task.output, np.packbits(mask).tobytes())
         (point_a, boot_a), (point_b, boot_b) = (
-            _label_aurocs(cache, (model, *scope), task.targets, y, p, mask, wb) for model, p in (("a", pa), ("b", pb)))
+            _label_aurocs(cache, (model, *scope), task.targets, y, p, mask, plan) for model, p in (("a", pa), ("b", pb)))
         (a, a_boot), (b, b_boot) = _macro(point_a, boot_a), _macro(point_b, boot_b)
         row.update({"n_labels": int(np.isfinite(point_a).sum()), "a": a, "b": b, "diff": a - b})
         # the minimum number of cases of bootstrap.py: some label needs enough positive and negative patients

@@ -15,8 +15,7 @@ import pandas as pd
 
 from ecgproto.data.labels import all_labels, label_table
 from ecgproto.evaluate.bootstrap import (MIN_CI_PATIENTS, TOO_FEW_TEXT, BootstrapPlan, class_patient_counts,
-                                         ResampleWeights, fill_undefined, interval_defined, patient_bootstrap,
-                                         percentile_ci)
+                                         fill_undefined, interval_defined, patient_bootstrap, percentile_ci)
 from ecgproto.evaluate.calibration import expected_calibration_error, reliability_bins
 from ecgproto.evaluate.compare import Comparison
 from ecgproto.evaluate.config import EvaluateConfig
@@ -30,6 +29,7 @@ from ecgproto.evaluate.metrics import (
     threshold_metrics_weighted,
     weighted_mean_rows,
 )
+from ecgproto.evaluate.resampled import auroc_resamples, fmax_resamples, label_metric_resamples
 from ecgproto.evaluate.subgroups import subgroup_masks
 from ecgproto.evaluate.tasks import Task, default_tasks, record_mask, task_arrays
 from ecgproto.progress import progress
@@ -98,11 +98,8 @@ class _Scorer:
         self.plan = plan
         self._cache: dict[tuple[str, str, str], dict[str, Any]] = {}
 
-    def weights(self, mask: np.ndarray) -> ResampleWeights | None:
-        return None if self.plan is None else self.plan.blocks(mask)
-
     def labels(self, namespace: str, targets: tuple[str, ...], y: np.ndarray, p: np.ndarray,
-               th: np.ndarray | None, mask: np.ndarray, wb: ResampleWeights | None) -> dict[str, np.ndarray]:
+               th: np.ndarray | None, mask: np.ndarray) -> dict[str, np.ndarray]:
         """Point values (C,) and bootstrap samples (B, C) for each label metric.
 
         ``namespace`` names the probability source (output, or output/label set for
@@ -113,14 +110,14 @@ class _Scorer:
         if todo:
             cols = np.array(todo)
             patients = None if self.plan is None else self.plan.record_patient[mask]
-            fresh = self._compute(y[mask][:, cols], p[mask][:, cols], None if th is None else th[cols], wb, patients)
+            fresh = self._compute(y[mask][:, cols], p[mask][:, cols], None if th is None else th[cols], patients)
             for k, j in enumerate(todo):
                 self._cache[(namespace, targets[j], key_mask)] = {m: v[..., k] for m, v in fresh.items()}
         rows = [self._cache[(namespace, t, key_mask)] for t in targets]
         return {m: np.stack([r[m] for r in rows], axis=-1) for m in rows[0]}
 
     def _compute(self, y: np.ndarray, p: np.ndarray, th: np.ndarray | None,
-                 wb: ResampleWeights | None, patients: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                 patients: np.ndarray | None = None) -> dict[str, np.ndarray]:
         ones = np.ones((1, len(y)))
         out: dict[str, np.ndarray] = {
             "n_pos": y.sum(0).astype(np.float64), "n_neg": (~y).sum(0).astype(np.float64),
@@ -136,15 +133,11 @@ class _Scorer:
             for m, v in confusion_weighted(y, p, th, ones).items():  # counts at the threshold
                 out[m] = v[0]
             out["threshold"] = np.asarray(th, dtype=np.float64)
-        if wb is not None:
-            pos, neg = class_patient_counts(y, np.arange(len(y)) if patients is None else patients)
+        if self.plan is not None and patients is not None:
+            pos, neg = class_patient_counts(y, patients)
             out["ci_defined"] = interval_defined(pos, neg)  # enough positive and negative patients
-            out["boot_auroc"] = wb.map(lambda w: auroc_weighted(y, p, w))
-            out["boot_auprc"] = wb.map(lambda w: average_precision_weighted(y, p, w))
-            out["boot_brier"] = wb.map(lambda w: brier_weighted(y, p, w))
-            if th is not None:
-                for m, v in wb.map(lambda w: threshold_metrics_weighted(y, p, th, w)).items():
-                    out[f"boot_{m}"] = v
+            for m, v in label_metric_resamples(self.plan, y, p, patients, th).items():
+                out[f"boot_{m}"] = v
         return out
 
 
@@ -197,9 +190,8 @@ def evaluate_predictions(pred: Predictions, cfg: EvaluateConfig, seed: int = 0,
         other = record_mask(y, not cfg.drop_unlabeled)
         if not mask.any():
             continue
-        wb = scorer.weights(mask)
         namespace = f"{task.output}/{task.label_set}" if task.aggregated else task.output
-        lab = scorer.labels(namespace, task.targets, y, p, th, mask, wb)
+        lab = scorer.labels(namespace, task.targets, y, p, th, mask)
         fm_point, fm_t = fmax_weighted(y[mask], p[mask], np.ones((1, int(mask.sum()))), cfg.fmax_step)
         point = _summary_values(lab, fm_point)
         row: dict[str, Any] = {
@@ -218,8 +210,8 @@ def evaluate_predictions(pred: Predictions, cfg: EvaluateConfig, seed: int = 0,
             row["mean_true_labels"] = float(y[mask].sum(1).mean())
         for m, v in point.items():
             row[m] = float(v[0])
-        if wb is not None:
-            fm_boot, _ = wb.map(lambda w: fmax_weighted(y[mask], p[mask], w, cfg.fmax_step))
+        if plan is not None:
+            fm_boot = fmax_resamples(plan, y[mask], p[mask], plan.record_patient[mask], cfg.fmax_step)
             boot = _summary_values(lab, fm_boot, boot=True)
             defined = bool(lab["ci_defined"].any())  # some label of the task has enough cases
             row["ci_too_few"] = not defined
@@ -325,7 +317,7 @@ def _subgroups(pred: Predictions, cfg: EvaluateConfig, scorer: _Scorer) -> pd.Da
             row["macro_auroc_lo"] = row["macro_auroc_hi"] = float("nan")
         elif cfg.subgroup_ci and scorer.plan is not None:
             # fixed label set (the labels defined in the subgroup), as for the main intervals
-            boot_auc = scorer.plan.blocks(mask).map(lambda w: auroc_weighted(y[mask], p[mask], w))
+            boot_auc = auroc_resamples(scorer.plan, y[mask], p[mask], scorer.plan.record_patient[mask])
             boot = nanmean_rows(fill_undefined(boot_auc, aucs[0]))
             defined = bool(interval_defined(*class_patient_counts(y[mask], scorer.plan.record_patient[mask])).any())
             row["ci_too_few"] = not defined

@@ -137,7 +137,11 @@ def threshold_metrics_weighted(
     Undefined values (e.g. sensitivity without positives, F1 without positives) are NaN.
     """
     cm = confusion_weighted(labels, probs, thresholds, weights)
-    tp, fp, fn, tn = cm["tp"], cm["fp"], cm["fn"], cm["tn"]
+    return rates_from_confusion(cm["tp"], cm["fp"], cm["fn"], cm["tn"])
+
+
+def rates_from_confusion(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, tn: np.ndarray) -> dict[str, np.ndarray]:
+    """F1, sensitivity, specificity and PPV from (weighted) confusion counts of equal shape; NaN where undefined."""
     with np.errstate(invalid="ignore", divide="ignore"):
         sens = np.where(tp + fn > 0, tp / (tp + fn), np.nan)
         spec = np.where(tn + fp > 0, tn / (tn + fp), np.nan)
@@ -172,26 +176,49 @@ def fmax_weighted(
     """
     y, p = label_arrays(labels, probs)
     w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
-    grid = np.round(np.arange(0.0, 1.0 + step / 2, step), 10)
-    n_true = y.sum(1)
-    has_true = n_true > 0
+    grid = fmax_grid(step)
+    has_true, prec_t, rec_t, has_pred_t = fmax_record_terms(y, p, grid)
     f = np.full((w.shape[0], len(grid)), np.nan)
     rec_den = w @ has_true
-    for k, t in enumerate(grid):
-        pred = p >= t
-        tp = (pred & y).sum(1)
-        n_pred = pred.sum(1)
-        has_pred = n_pred > 0
-        prec_i = np.where(has_pred, tp / np.maximum(n_pred, 1), 0.0)
-        rec_i = np.where(has_true, tp / np.maximum(n_true, 1), 0.0)
+    for k in range(len(grid)):
         with np.errstate(invalid="ignore", divide="ignore"):
-            prec = (w @ prec_i) / (w @ has_pred)
-            rec = (w @ rec_i) / rec_den
+            prec = (w @ prec_t[k]) / (w @ has_pred_t[k])
+            rec = (w @ rec_t[k]) / rec_den
             f[:, k] = np.where((prec + rec) > 0, 2 * prec * rec / (prec + rec), 0.0)
     f = np.where(np.isfinite(f), f, -np.inf)
     best = f.argmax(1)
     fmax = f[np.arange(len(best)), best]
     return np.where(np.isfinite(fmax), fmax, np.nan), grid[best]
+
+
+def fmax_record_terms(y: np.ndarray, p: np.ndarray, grid: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-record terms of Fmax at each threshold of ``grid`` (K,) for bool ``y``/float ``p`` (N, C).
+
+    Returns ``has_true`` (N,), precision and recall of each record (K, N) (0 where undefined)
+    and ``has_pred`` (K, N): whether anything is predicted (p >= t). One pass over the scores:
+    a score counts as predicted at threshold k exactly when k < searchsorted(grid, score, 'right').
+    """
+    n, k = y.shape[0], len(grid)
+    level = np.where(np.isnan(p), 0, np.searchsorted(grid, p, side="right"))  # NaN >= t is False
+    flat = (level * n + np.arange(n)[:, None]).ravel()
+    at = np.bincount(flat, minlength=(k + 1) * n).reshape(k + 1, n)  # labels per record and level
+    hits = np.bincount(flat[np.asarray(y).ravel()], minlength=(k + 1) * n).reshape(k + 1, n)
+    for t in range(k - 1, 0, -1):  # suffix sums over levels: row t = labels with level >= t
+        at[t] += at[t + 1]
+        hits[t] += hits[t + 1]
+    n_pred, tp = at[1:], hits[1:]  # threshold t: labels with level > t, (K, N)
+    n_true = y.sum(1)
+    has_true, has_pred = n_true > 0, n_pred > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        prec = np.where(has_pred, tp / np.maximum(n_pred, 1), 0.0)
+        rec = np.where(has_true, tp / np.maximum(n_true, 1), 0.0)
+    return has_true, prec, rec, has_pred
+
+
+def fmax_grid(step: float) -> np.ndarray:
+    """Thresholds 0, step, …, 1 of Fmax (rounded to 10 decimals)."""
+    return np.round(np.arange(0.0, 1.0 + step / 2, step), 10)
 
 
 def fmax(labels: np.ndarray, probs: np.ndarray, step: float = 0.01) -> tuple[float, float]:

@@ -16,6 +16,7 @@ _EXPORTS = {
     "BranchConfig": "config",
     "FusionConfig": "config",
     "LossConfig": "config",
+    "fold_batchnorm": "fold",
     "ModelConfig": "config",
     "ModelOutput": "network",
     "ProtoECGNet": "network",

@@ -86,6 +86,10 @@ class TimeGeometry:
 class BasicBlock1d(nn.Module):
     """Two kernel-3 Conv1d + BN with an identity or 1×1-conv shortcut."""
 
+    # (conv, BatchNorm) attribute pairs that ``ecgproto.model.fold.fold_batchnorm`` fuses; the
+    # shortcut's (Conv1d, BatchNorm1d) Sequential is folded as a Sequential
+    conv_bn_pairs: tuple[tuple[str, str], ...] = (("conv1", "bn1"), ("conv2", "bn2"))
+
     def __init__(self, in_channels: int, out_channels: int, stride: int, padding_mode: str = "zeros") -> None:
         super().__init__()
         self.conv1 = nn.Conv1d(in_channels, out_channels, 3, stride, 1, bias=False, padding_mode=padding_mode)

@@ -27,6 +27,7 @@ class NullFit:
     mu: np.ndarray
     m_inv: np.ndarray
     converged: np.ndarray
+    beta: np.ndarray | None = None  # (K, c) coefficients, 0 for dropped covariates
 
 
 def fit_null(Y: np.ndarray, mask: np.ndarray, Z: np.ndarray, max_iter: int = 50, tol: float = 1e-8) -> NullFit:
@@ -35,7 +36,8 @@ def fit_null(Y: np.ndarray, mask: np.ndarray, Z: np.ndarray, max_iter: int = 50,
     Y (n, K) 0/1, mask (n, K) bool, Z (n, c) float with the intercept first. A covariate that
     is constant within a phecode's mask (e.g. sex for a sex-specific phecode) is dropped for
     that phecode (its rows/columns of ``m_inv`` are zero). Phecodes sharing the same set of
-    kept covariates are fitted together.
+    kept covariates are fitted together. Grouped data: ``mask`` may hold unit counts per
+    distinct covariate row and ``Y`` the case fraction; ``mu`` is then count × probability.
     """
     Y = np.asarray(Y, dtype=np.float64)
     M = np.asarray(mask, dtype=np.float64)
@@ -49,20 +51,22 @@ def fit_null(Y: np.ndarray, mask: np.ndarray, Z: np.ndarray, max_iter: int = 50,
     keep[:, 0] = True
     mu = np.zeros((n, K))
     m_inv = np.zeros((K, c, c))
+    beta = np.zeros((K, c))
     converged = np.zeros(K, dtype=bool)
     patterns, which = np.unique(keep, axis=0, return_inverse=True)
     for g, pattern in enumerate(patterns):
         ks = np.flatnonzero(which.ravel() == g)
         cols = np.flatnonzero(pattern)
-        mu_g, inv_g, conv_g = _newton(Y[:, ks], M[:, ks], Z[:, cols], max_iter, tol)
+        mu_g, inv_g, conv_g, beta_g = _newton(Y[:, ks], M[:, ks], Z[:, cols], max_iter, tol)
         mu[:, ks] = mu_g
         m_inv[np.ix_(ks, cols, cols)] = inv_g
+        beta[np.ix_(ks, cols)] = beta_g
         converged[ks] = conv_g
-    return NullFit(mu=mu, m_inv=m_inv, converged=converged)
+    return NullFit(mu=mu, m_inv=m_inv, converged=converged, beta=beta)
 
 
 def _newton(Y: np.ndarray, M: np.ndarray, Z: np.ndarray, max_iter: int, tol: float):
-    """Newton–Raphson for K logistic fits sharing the design Z (n, c); returns (mu, inv info, converged)."""
+    """Newton–Raphson for K logistic fits sharing the design Z (n, c); returns (mu, inv info, converged, beta)."""
     n, K = Y.shape
     c = Z.shape[1]
     ZZ = (Z[:, :, None] * Z[:, None, :]).reshape(n, c * c)
@@ -80,9 +84,10 @@ def _newton(Y: np.ndarray, M: np.ndarray, Z: np.ndarray, max_iter: int, tol: flo
         converged |= np.abs(step).max(1) < tol
         if converged.all():
             break
-    mu = special.expit(Z @ beta.T) * M
-    H = ((mu * (1 - mu)).T @ ZZ).reshape(K, c, c)
-    return mu, np.linalg.inv(H), converged
+    prob = special.expit(Z @ beta.T)
+    mu = prob * M
+    H = ((mu * (1 - prob)).T @ ZZ).reshape(K, c, c)  # = mu (1 - mu) for a 0/1 mask
+    return mu, np.linalg.inv(H), converged, beta
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 import torch
 
 from ecgproto.data.preprocess import Preprocessing
+from ecgproto.model.fold import fold_batchnorm
 from ecgproto.model.checkpoint import load_checkpoint
 from ecgproto.model.ood import is_current, legacy_note, ood_threshold
 from ecgproto.progress import progress
@@ -381,6 +382,7 @@ def score_model(model: torch.nn.Module, meta: dict, input_path: str | Path, out_
 def _score(model: torch.nn.Module, meta: dict, input_path: str | Path, out_dir: Path, options: ScoreOptions,
            model_id: str) -> ScoreSummary:
     model.eval()
+    model = fold_batchnorm(model)  # an inference copy: BatchNorm folded into the convolutions (same outputs)
     if options.save_similarities and model.kind == "blackbox":
         raise UserError("--save-similarities: this checkpoint is a black-box twin (model.kind: blackbox) and has no "
                          "prototype similarities; drop the option")

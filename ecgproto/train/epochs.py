@@ -35,6 +35,7 @@ class RunState:
     optimizer: dict[str, Any] | None = None
     scheduler: dict[str, Any] | None = None
     head: dict[str, torch.Tensor] | None = None
+    scaler: dict[str, Any] | None = None  # fp16 GradScaler (loss scale and its growth tracker)
     log: list[dict[str, Any]] = field(default_factory=list)
     provenance: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     projection: dict[str, Any] = field(default_factory=dict)
@@ -57,11 +58,12 @@ class EpochBudget:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Optimizer, scheduler and (warm-up) head state after an epoch, for a resumed run."""
+    """Optimizer, scheduler, (warm-up) head and fp16 loss-scaler state after an epoch, for a resumed run."""
 
     optimizer: dict[str, Any]
     scheduler: dict[str, Any] | None
     head: dict[str, torch.Tensor] | None = None
+    scaler: dict[str, Any] | None = None
 
 
 class EpochStage(ABC):
@@ -142,4 +144,4 @@ def run_epochs(stage: EpochStage, state: RunState, budget: EpochBudget,
 
 
 def _keep(state: RunState, snap: Snapshot) -> None:
-    state.optimizer, state.scheduler, state.head = snap.optimizer, snap.scheduler, snap.head
+    state.optimizer, state.scheduler, state.head, state.scaler = snap.optimizer, snap.scheduler, snap.head, snap.scaler

@@ -40,7 +40,7 @@ from ecgproto.train.criterion import build_branch_criterion, pos_weight_for
 from ecgproto.train.distributed import DistInfo, broadcast_module, gather_rows, process_device, shard
 from ecgproto.train.epochs import EpochBudget, EpochStage, RunState, Snapshot, run_epochs
 from ecgproto.train.fusion import FusionStage, similarity_features
-from ecgproto.train.projection import project_branch
+from ecgproto.train.projection import BranchProjection, project_branch
 from ecgproto.train.refit import refit_last_layer
 from ecgproto.train.stages import (
     WarmupHead,
@@ -148,7 +148,7 @@ class Trainer:
             "model": plain_state_dict(self.model),
             **{k: getattr(s, k) for k in (
                 "phase", "epoch", "best_metric", "best_epoch", "bad_epochs", "best_model", "best_head",
-                "optimizer", "scheduler", "head", "log", "provenance", "projection", "fusion",
+                "optimizer", "scheduler", "head", "scaler", "log", "provenance", "projection", "fusion",
             )},
             "rng": torch.random.get_rng_state(),
         }
@@ -169,8 +169,9 @@ class Trainer:
                 f"{resume_hash(self.cfg)[:12]}); resume with the same config or use a new --out"
             )
         self.model.load_state_dict(payload["model"])
-        for key in vars(self.state):
-            setattr(self.state, key, payload[key])
+        fresh = RunState()
+        for key in vars(self.state):  # a state written before a field existed keeps its default
+            setattr(self.state, key, payload.get(key, getattr(fresh, key)))
         torch.random.set_rng_state(payload["rng"])
 
     # ----------------------------------------------------------------- run
@@ -219,13 +220,13 @@ class Trainer:
     def _run_projection(self, phase: Phase) -> None:
         group = phase.group
         t0 = time.perf_counter()
-        prov, missing, shared = project_branch(
+        result = project_branch(
             self.model, group, self.archive, self.rows["train"],
             batch_size=self.cfg.train.eval_batch_size, unique=self.cfg.train.unique_projection,
         )
         broadcast_module(self.model.branches[group], self.dist)  # every rank keeps rank 0's prototypes
         if phase.stage.name == "projection":  # prototype_init: a starting point only, no provenance
-            self._record_projection(group, prov, missing, shared)
+            self._record_projection(group, result)
         self._log({
             "phase": phase.name, "branch": group, "stage": phase.stage.name, "epoch": 0,
             **self.val_metrics(group, None), "best": False, "seconds": time.perf_counter() - t0,
@@ -247,13 +248,16 @@ class Trainer:
                 **self.val_metrics(group, None), "best": True, "seconds": time.perf_counter() - t0,
             })
 
-    def _record_projection(self, group: str, prov: list[dict[str, Any]], missing: int, shared: int) -> None:
+    def _record_projection(self, group: str, result: BranchProjection) -> None:
+        prov = result.provenance
         self.state.provenance[group] = prov
         self.state.projection[group] = {
             "unique_source_ecgs": len({p["ecg_id"] for p in prov if p["ecg_id"] is not None}),
             "n_prototypes": len(prov),
-            "not_projected": missing,
-            "shared_fallback": shared,
+            "not_projected": result.not_projected,
+            "shared_fallback": result.shared_fallback,
+            # chosen beyond the candidates whose window vectors were kept: their windows needed a second forward
+            "reforwarded": result.reforwarded,
         }
 
     def fusion_features(self) -> dict[str, np.ndarray]:
@@ -308,6 +312,8 @@ class BranchStage(EpochStage):
             runner = DistributedDataParallel(runner, device_ids=[device.index] if device.type == "cuda" else None)
         self.runner = torch.compile(runner) if tcfg.compile else runner
         self.precision, self.scaler = tcfg.precision, make_grad_scaler(tcfg.precision, device)
+        if self.scaler is not None and s.scaler is not None:  # a resumed fp16 stage keeps its loss scale
+            self.scaler.load_state_dict(s.scaler)
         self.loader = make_loader(trainer.dataset, tcfg.batch_size, shuffle=True, seed=seed,
                                   world_size=trainer.dist.world_size, rank=trainer.dist.rank,
                                   num_workers=tcfg.num_workers, pin_memory=tcfg.pin_memory and device.type == "cuda")
@@ -341,7 +347,8 @@ class BranchStage(EpochStage):
     def snapshot(self) -> Snapshot:
         return Snapshot(copy.deepcopy(self.optimizer.state_dict()),
                         self.scheduler.state_dict() if self.scheduler is not None else None,
-                        plain_state_dict(self.head) if self.head is not None else None)
+                        plain_state_dict(self.head) if self.head is not None else None,
+                        self.scaler.state_dict() if self.scaler is not None else None)
 
     def restore(self, best_model: dict[str, torch.Tensor] | None) -> None:
         if best_model is not None:

@@ -1,12 +1,17 @@
 """Prototype projection ("push"): replace each prototype by its nearest latent window
 of a training ECG that carries one of the prototype's classes, with provenance.
 
-Vectorised over batches: pass 1 keeps, per prototype, the top-K (similarity, ECG row,
-window) candidates with a masked max over each batch; the selection is either the
-best candidate or, with ``unique=True``, a greedy assignment by similarity in which no
-two prototypes of a branch share a source ECG; pass 2 recomputes the latent windows of
-the (at most P) chosen ECGs and copies them into ``prototype_vectors``. Similarities,
-windows and pooling are the model's own (``window_similarities``, ``latent_windows``).
+One pass over the training rows, vectorised over batches: per prototype it keeps the top-K
+(similarity, ECG row, window) candidates with a masked max over each batch, and the latent
+window vectors of its first Ks candidates (Ks <= K from a memory budget, taken from the batch's
+own forward when a candidate enters the top-Ks). The selection is either the best candidate
+(K = 1) or, with ``unique=True`` (K = min(P, rows)), a greedy assignment by similarity in which no
+two prototypes of a branch share a source ECG. A prototype whose chosen candidate is among its
+first Ks takes the kept vector: exactly the window whose similarity the provenance records (same
+forward, same batch). Only the rare ones chosen beyond Ks get their window from a second,
+batched forward over their source ECGs (float32 values then differ from the first pass's by
+rounding, ~1e-6, as any change of batch composition does). Similarities, windows and pooling are
+the model's own (``window_similarities``, ``latent_windows``).
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from ecgproto.data.labels import label_table
 from ecgproto.progress import progress
 from ecgproto.train.branch_forward import branch_forward, eval_mode
 
+WINDOW_BUDGET_BYTES = 256 * 2**20  # kept candidate window vectors per branch (default morphology: Ks = 46 of 936)
+_CHUNK_BYTES = 32 * 2**20  # rows of the kept store rebuilt at a time when candidates move
+
 
 @dataclass
 class ProjectionResult:
@@ -31,6 +39,7 @@ class ProjectionResult:
     unique_ecgs: dict[str, int] = field(default_factory=dict)
     not_projected: dict[str, int] = field(default_factory=dict)
     shared_fallback: dict[str, int] = field(default_factory=dict)
+    reforwarded: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -39,17 +48,36 @@ class ProjectionResult:
             "unique_source_ecgs_total": len({p["ecg_id"] for p in self.provenance if p["ecg_id"] is not None}),
             "not_projected": dict(self.not_projected),
             "shared_fallback": dict(self.shared_fallback),
+            "reforwarded": dict(self.reforwarded),
         }
+
+
+@dataclass
+class BranchProjection:
+    """One branch's projection: provenance rows, prototypes without an eligible ECG, prototypes that
+    had to share a source ECG (``unique``), prototypes whose window came from the second forward
+    (chosen beyond the ``kept_columns`` candidates whose vectors were kept) and how many ECGs that
+    forward ran on."""
+
+    provenance: list[dict[str, Any]]
+    not_projected: int
+    shared_fallback: int
+    reforwarded: int
+    reforwarded_ecgs: int
+    kept_columns: int
 
 
 def _merge_topk(
     best: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     new: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     k: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Merge (P,K) running candidates with (P,B) new ones; keep the top ``k`` by similarity.
 
-    Ties are broken by the smaller archive row (stable, deterministic).
+    Ties are broken by the smaller archive row (stable, deterministic). Returns (sim, row, win,
+    source), source (P, k) = each kept candidate's column in [old K columns, new B columns]. An old
+    candidate never moves to a smaller column (the order is a total order, old columns already
+    follow it), so result column c comes from old column <= c or from the new batch.
     """
     sim = torch.cat([best[0], new[0]], dim=1)
     row = torch.cat([best[1], new[1]], dim=1)
@@ -58,7 +86,31 @@ def _merge_topk(
     by_row = torch.argsort(row, dim=1, stable=True)
     sim, row, win = (t.gather(1, by_row) for t in (sim, row, win))
     order = torch.argsort(-sim, dim=1, stable=True)[:, :k]
-    return sim.gather(1, order), row.gather(1, order), win.gather(1, order)
+    return sim.gather(1, order), row.gather(1, order), win.gather(1, order), by_row.gather(1, order)
+
+
+def _update_kept(kept: torch.Tensor, source: torch.Tensor, win: torch.Tensor, n_old: int,
+                 windows: torch.Tensor) -> None:
+    """Rebuild the kept window vectors (P, Ks, D) in place after a merge.
+
+    ``source``/``win`` (P, Ks): the merge's source column and window of the first Ks candidates;
+    ``windows`` (B, W, D) the batch's latent windows (any device). Only prototypes whose first Ks
+    candidates changed are touched, in row chunks of at most ``_CHUNK_BYTES``.
+    """
+    n_proto, ks, dim = kept.shape
+    changed = torch.nonzero((source != torch.arange(ks)).any(dim=1)).squeeze(1)
+    step = max(1, _CHUNK_BYTES // max(1, ks * dim * kept.element_size()))
+    for c in range(0, len(changed), step):
+        protos = changed[c : c + step]
+        src = source[protos]  # (n, Ks)
+        from_old = src < n_old  # such a column is < Ks (see _merge_topk)
+        sub = kept[protos].gather(1, src.clamp(max=ks - 1).unsqueeze(-1).expand(-1, -1, dim))
+        pj, pc = torch.nonzero(~from_old, as_tuple=True)
+        if len(pj):
+            b = (src[pj, pc] - n_old).to(windows.device)
+            w = win[protos][pj, pc].to(windows.device)
+            sub[pj, pc] = windows[b, w].to(kept.device, kept.dtype)
+        kept[protos] = sub
 
 
 def greedy_unique(sim: np.ndarray, row: np.ndarray) -> np.ndarray:
@@ -88,6 +140,22 @@ def greedy_unique(sim: np.ndarray, row: np.ndarray) -> np.ndarray:
     return choice
 
 
+def _forward_windows(model: torch.nn.Module, group: str, archive: Any, src_row: np.ndarray, src_win: np.ndarray,
+                     batch_size: int, device: torch.device) -> torch.Tensor:
+    """Latent windows (n, D) at (archive row, window) pairs, from batched forwards over the unique rows."""
+    branch = model.branches[group]
+    need = np.unique(src_row)
+    out = torch.empty(len(src_row), branch.window_dim)
+    for s in range(0, len(need), batch_size):
+        r = need[s : s + batch_size]
+        x = torch.from_numpy(np.asarray(archive.signals[r], dtype=np.float32)).to(device)
+        windows = branch.latent_windows(branch_forward(model, group, x).latent)  # (b, W, D)
+        hit = np.flatnonzero(np.isin(src_row, r))
+        pos = torch.from_numpy(np.searchsorted(r, src_row[hit])).to(device)
+        out[torch.from_numpy(hit)] = windows[pos, torch.from_numpy(src_win[hit]).to(device)].cpu().to(out.dtype)
+    return out
+
+
 @torch.no_grad()
 def project_branch(
     model: torch.nn.Module,
@@ -96,24 +164,29 @@ def project_branch(
     rows: np.ndarray,
     batch_size: int = 64,
     unique: bool = False,
-) -> tuple[list[dict[str, Any]], int, int]:
+    window_budget_bytes: int = WINDOW_BUDGET_BYTES,
+) -> BranchProjection:
     """Project the prototypes of branch ``group`` onto the training ECGs ``rows`` (archive rows).
 
-    Returns (provenance rows of this branch, number of prototypes without any eligible ECG
-    (they keep their vectors and get ``ecg_id=None``), number of prototypes that had to share
-    a source ECG under ``unique=True`` because their classes have too few eligible ECGs).
+    ``window_budget_bytes`` bounds the kept candidate window vectors (P·Ks·D floats; Ks = K when
+    they fit, 0 = keep none: every prototype's window comes from the second forward). Prototypes
+    without any eligible ECG keep their vectors and get ``ecg_id=None``.
     """
     branch = model.branches[group]
     identity = branch.prototype_class_identity.detach().to(torch.float32).cpu()  # (P, C_g)
     n_proto = identity.shape[0]
+    dim = branch.window_dim
     cols = label_table().indices(group)
     rows = np.asarray(rows, dtype=np.int64)
     k = min(n_proto, len(rows)) if unique else 1
+    itemsize = branch.prototype_vectors.element_size()
+    ks = int(min(k, window_budget_bytes // max(1, n_proto * dim * itemsize)))
     best = (
         torch.full((n_proto, k), -torch.inf),
         torch.full((n_proto, k), -1, dtype=torch.int64),
         torch.full((n_proto, k), -1, dtype=torch.int64),
     )
+    kept = torch.zeros(n_proto, ks, dim, dtype=branch.prototype_vectors.dtype)
     device = next(model.parameters()).device
     with eval_mode(model):
         starts = range(0, len(rows), batch_size)
@@ -127,7 +200,9 @@ def project_branch(
             eligible = (y @ identity.T) > 0  # (B, P)
             sim = sim.masked_fill(~eligible, -torch.inf)
             row_t = torch.from_numpy(r).unsqueeze(0).expand(n_proto, -1)
-            best = _merge_topk(best, (sim.T, row_t, win.T), k)
+            *best, source = _merge_topk(best, (sim.T, row_t, win.T), k)
+            if ks:
+                _update_kept(kept, source[:, :ks], best[2][:, :ks], k, branch.latent_windows(out.latent))
     cand_sim, cand_row, cand_win = (t.numpy() for t in best)
     has_candidate = np.isfinite(cand_sim[:, 0])
     choice = np.where(has_candidate, 0, -1)
@@ -145,22 +220,21 @@ def project_branch(
     src_win = np.where(placed, cand_win[idx, sel], -1)
     src_sim = np.where(placed, cand_sim[idx, sel], np.nan)
 
-    # pass 2: latent windows of the chosen ECGs -> prototype vectors
-    chosen = np.unique(src_row[placed])
-    if len(chosen):
+    # kept window vectors for choices among the first Ks candidates; one batched forward for the rest
+    from_kept = placed & (sel < ks)
+    again = placed & ~from_kept
+    new = torch.empty(n_proto, dim)
+    if from_kept.any():
+        j = torch.from_numpy(np.flatnonzero(from_kept))
+        new[j] = kept[j, torch.from_numpy(sel[from_kept])].to(new.dtype)
+    if again.any():
         with eval_mode(model):
-            # one record per forward: the window is then exactly that ECG's own latent window,
-            # independent of which other records share a batch (float results vary with batch size)
-            windows = torch.cat([
-                branch.latent_windows(branch_forward(
-                    model, group,
-                    torch.from_numpy(np.asarray(archive.signals[[r]], dtype=np.float32)).to(device)).latent).cpu()
-                for r in chosen
-            ])  # (n, W, D)
-        pos = np.searchsorted(chosen, src_row[placed])
-        new = windows[torch.from_numpy(pos), torch.from_numpy(src_win[placed])]  # (n_placed, D)
+            new[torch.from_numpy(np.flatnonzero(again))] = _forward_windows(
+                model, group, archive, src_row[again], src_win[again], batch_size, device)
+    if placed.any():
         flat = branch.prototype_vectors.data.view(n_proto, -1)
-        flat[torch.from_numpy(np.flatnonzero(placed)).to(device)] = new.to(device, flat.dtype)
+        j = torch.from_numpy(np.flatnonzero(placed))
+        flat[j.to(device)] = new[j].to(device, flat.dtype)
 
     table = model.prototype_table()
     table = table[table["branch"] == group].sort_values("local_index")
@@ -184,7 +258,8 @@ def project_branch(
                 rf_start=None, rf_end=None, lead_start=None, lead_end=None, similarity=None,
             )
         provenance.append(row)
-    return provenance, int((~placed).sum()), n_shared
+    return BranchProjection(provenance, int((~placed).sum()), n_shared, int(again.sum()),
+                            len(np.unique(src_row[again])), ks)
 
 
 PROVENANCE_INT_COLUMNS = (
@@ -208,14 +283,16 @@ def project_model(
     groups: list[str] | None = None,
     batch_size: int = 64,
     unique: bool = False,
+    window_budget_bytes: int = WINDOW_BUDGET_BYTES,
 ) -> ProjectionResult:
     """Project every branch in ``groups`` (default: all) onto training rows ``rows``."""
     result = ProjectionResult()
     for group in groups or list(model.branches):
-        prov, missing, shared = project_branch(model, group, archive, rows, batch_size, unique)
-        result.shared_fallback[group] = shared
-        result.provenance.extend(prov)
-        result.unique_ecgs[group] = len({p["ecg_id"] for p in prov if p["ecg_id"] is not None})
-        result.not_projected[group] = missing
+        res = project_branch(model, group, archive, rows, batch_size, unique, window_budget_bytes)
+        result.shared_fallback[group] = res.shared_fallback
+        result.reforwarded[group] = res.reforwarded
+        result.provenance.extend(res.provenance)
+        result.unique_ecgs[group] = len({p["ecg_id"] for p in res.provenance if p["ecg_id"] is not None})
+        result.not_projected[group] = res.not_projected
     result.provenance.sort(key=lambda p: p["index"])
     return result

@@ -70,6 +70,7 @@ def reproject_checkpoint(
         projection[g] = {
             "unique_source_ecgs": result.unique_ecgs[g], "n_prototypes": sum(p["branch"] == g for p in result.provenance),
             "not_projected": result.not_projected[g], "shared_fallback": result.shared_fallback[g],
+            "reforwarded": result.reforwarded[g],
         }
     meta["projection"] = projection
     meta["config"] = to_dict(cfg)

@@ -239,3 +239,43 @@ def test_every_real_sample_record(ptbxl_sample: Path, cinc_sample: Path) -> None
     bad = {name: r.status for name, r in cinc.items() if r.status != "ok"}
     assert bad == {"JS20004": "flat_line", "JS20008": "flat_line"}
     assert "V2, V4, V6" in cinc["JS20004"].message
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16])
+@pytest.mark.parametrize(("fs_in", "fs_out"), [(500, 100), (250, 100), (360, 100), (100, 500)])
+def test_resample_with_the_filter_designed_once_equals_resample_poly(dtype, fs_in: int, fs_out: int) -> None:
+    from fractions import Fraction
+
+    from scipy.signal import resample_poly
+
+    from ecgproto.data.wfdb_io import resample as ecg_resample
+
+    x = (np.random.default_rng(0).normal(size=(12, 2000)) * 100).astype(dtype)
+    ratio = Fraction(fs_out / fs_in).limit_denominator(1000)
+    expected = resample_poly(x, ratio.numerator, ratio.denominator, axis=-1)
+    for _ in range(2):  # the second call uses the cached filter
+        got = ecg_resample(x, fs_in, fs_out)
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
+
+
+def _write_record(folder: Path, name: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    t = np.arange(1000) / 100
+    sig = np.stack([np.sin(2 * np.pi * 1.2 * t) * (0.5 + 0.05 * i) for i in range(12)], axis=1)
+    wfdb.wrsamp(name, fs=100, units=["mV"] * 12, sig_name=list(LEADS), p_signal=sig, fmt=["16"] * 12,
+                adc_gain=[1000.0] * 12, baseline=[0] * 12, write_dir=str(folder))
+
+
+def test_signal_file_linked_outside_the_folder_is_refused_but_a_linked_folder_is_read(tmp_path: Path) -> None:
+    _write_record(tmp_path / "real", "r1")
+    assert read_record(tmp_path / "real" / "r1", 100, 1000).status == "ok"
+    # the whole folder reached through a link: the signal file is inside the header's (resolved) folder
+    (tmp_path / "linked").symlink_to(tmp_path / "real")
+    assert read_record(tmp_path / "linked" / "r1", 100, 1000).status == "ok"
+    # the header's own folder, but its signal file is a link to a file elsewhere
+    (tmp_path / "other").mkdir()
+    shutil.copy(tmp_path / "real" / "r1.hea", tmp_path / "other" / "r1.hea")
+    (tmp_path / "other" / "r1.dat").symlink_to(tmp_path / "real" / "r1.dat")
+    result = read_record(tmp_path / "other" / "r1", 100, 1000)
+    assert result.status == "unreadable_header" and "outside" in result.message

@@ -102,3 +102,49 @@ def test_loss_terms_stay_tensors(tmp_path):
     loss, terms = train_step(setup, model, BranchRunner(model, "rhythm"), criterion, opt, x, y)
     assert isinstance(loss, torch.Tensor) and not loss.requires_grad
     assert terms and all(isinstance(v, torch.Tensor) and v.ndim == 0 for v in terms.values())
+
+
+def test_fp16_loss_scale_is_saved_and_restored_on_resume(tmp_path, monkeypatch):
+    """train_state.pt keeps the fp16 GradScaler's state after each epoch and a resumed stage starts from it.
+    On a CPU-only machine fp16 is let through (torch's CPU autocast and GradScaler run it) to test the plumbing."""
+    import ecgproto.device
+    import ecgproto.train.loop
+    import ecgproto.train.stages
+
+    if not torch.cuda.is_available():
+        allow = lambda precision, device: None  # noqa: E731
+        for module in (ecgproto.device, ecgproto.train.loop, ecgproto.train.stages):
+            monkeypatch.setattr(module, "check_precision", allow)
+    arc = tiny_archive(tmp_path)
+    out = tmp_path / "run"
+    assert train_model(tiny_config(*SHORT, "train.precision=fp16"), arc, out, max_epochs=1) is None
+    state = torch.load(out / "train_state.pt", map_location="cpu", weights_only=True)
+    assert state["scaler"] is not None and state["scaler"]["scale"] > 0
+    edited = {**state["scaler"], "scale": 1024.0, "_growth_tracker": 7}
+    torch.save({**state, "scaler": edited}, out / "train_state.pt")
+    loaded: list[dict] = []
+    original = torch.amp.GradScaler.load_state_dict
+    monkeypatch.setattr(torch.amp.GradScaler, "load_state_dict",
+                        lambda self, sd: (loaded.append(dict(sd)), original(self, sd))[1])
+    resumed = train_model(tiny_config(*SHORT, "train.precision=fp16"), arc, out, resume=True)
+    assert resumed is not None and loaded and loaded[0]["scale"] == 1024.0 and loaded[0]["_growth_tracker"] == 7
+
+
+@pytest.mark.slow
+def test_compiled_training_runs_and_stays_close(tmp_path):
+    """train.compile: torch.compile of the training forward (inductor, a C++ compiler on the CPU) trains to
+    finite losses: the rhythm branch (no dropout) within float tolerance of the eager run, the 2D branches
+    within 5 % (their dropout masks come from inductor's own random stream; measured 0.5-1.5 %).
+    Slow (about 4 min of compilation on 2 cores): `pytest -m slow`."""
+    arc = tiny_archive(tmp_path)
+    stages = ("train.stages=[{name: joint, epochs: 1, lr: 0.001}]", "train.fusion_epochs=1")
+    eager = train_model(tiny_config(*stages), arc, tmp_path / "eager")
+    compiled = train_model(tiny_config(*stages, "train.compile=true"), arc, tmp_path / "compiled")
+    a, b = _log(tmp_path / "eager"), _log(tmp_path / "compiled")
+    joint = (a["stage"] == "joint") & (a["epoch"] == 0)
+    ref, got = a.loc[joint, "train_loss"].to_numpy(), b.loc[joint, "train_loss"].to_numpy()
+    assert len(got) == 3 and all(math.isfinite(v) for v in got)
+    branches = list(a.loc[joint, "branch"])
+    assert abs(got[branches.index("rhythm")] - ref[branches.index("rhythm")]) <= 1e-5 * abs(ref).max()
+    assert (abs(got - ref) <= 0.05 * abs(ref) + 1e-4).all()
+    assert set(compiled.model.state_dict()) == set(eager.model.state_dict())  # no _orig_mod. prefixes

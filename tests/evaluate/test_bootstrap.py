@@ -141,27 +141,17 @@ def _dense_patient_counts(plan: BootstrapPlan) -> np.ndarray:
 
 
 @pytest.mark.parametrize("block", [1, 7, 100, 1000])
-def test_blocked_resample_weights_give_the_dense_intervals(block):
-    from ecgproto.evaluate.metrics import average_precision_weighted, brier_weighted, fmax_weighted
-
+def test_count_blocks_are_the_dense_patient_counts(block):
     rng = np.random.default_rng(4)
-    n, c = 240, 5
-    y = rng.random((n, c)) < [0.05, 0.1, 0.3, 0.5, 0.02]
-    p = np.round(np.clip(0.3 * y + rng.random((n, c)), 0, 1), 2)  # ties
-    pid = rng.integers(0, 150, n)
-    plan = patient_bootstrap(pid, 230, seed=3)
-    mask = rng.random(n) > 0.2
-    dense = _dense_patient_counts(plan)[:, plan.record_patient][:, mask]
-    np.testing.assert_array_equal(plan.weights(mask), dense)
-    wb = plan.blocks(mask, block=block)
-    ym, pm = y[mask], p[mask]
-    for metric in (auroc_weighted, average_precision_weighted, brier_weighted):
-        got, ref = wb.map(lambda w: metric(ym, pm, w)), metric(ym, pm, dense)
-        assert got.shape == ref.shape == (230, c)
-        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
-        for a, b in zip(percentile_ci(got, 0.95), percentile_ci(ref, 0.95)):
-            np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
-    f_got, t_got = wb.map(lambda w: fmax_weighted(ym, pm, w, 0.01))
-    f_ref, t_ref = fmax_weighted(ym, pm, dense, 0.01)
-    np.testing.assert_allclose(f_got, f_ref, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(t_got, t_ref, rtol=0, atol=1e-12)
+    plan = patient_bootstrap(rng.integers(0, 150, 240), 230, seed=3)
+    dense = _dense_patient_counts(plan)
+    assert plan.counts.dtype == np.uint8 and plan.counts.shape == (plan.n_patients, 230)
+    np.testing.assert_array_equal(np.concatenate(list(plan.count_blocks(block)), axis=1).T, dense)
+    np.testing.assert_array_equal(plan.patient_counts(5, 17), dense[5:17])
+    mask = rng.random(240) > 0.2
+    np.testing.assert_array_equal(plan.weights(mask), dense[:, plan.record_patient][:, mask])
+
+
+def test_counts_widen_past_255_draws():
+    plan = BootstrapPlan(np.array(["a", "b"]), np.array([0, 1]), np.zeros((2, 300), dtype=np.int32), 0)
+    assert plan.counts[0].tolist() == [300, 300] and plan.counts.dtype == np.uint16
