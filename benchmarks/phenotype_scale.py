@@ -240,8 +240,9 @@ def markdown(results: dict) -> str:
              "Permutation cost = mean of the timed shuffles; the family path at the target size = sum of "
              "the per-stage extrapolations t_large · (target/n_large)^e, e = log(t_large/t_small)/log 2.", ""]
     for dtype, res in results.items():
-        if dtype == "thread_check":
-            lines += ["## One shuffle with 1 vs 2 BLAS threads (same run)", "", "```", json.dumps(res), "```", ""]
+        if dtype == "thread_check":  # one entry per --thread-check run (the load average says when)
+            lines += ["## One shuffle with 1 vs 2 BLAS threads (each run: same process)", "", "```"]
+            lines += [json.dumps(r) for r in res] + ["```", ""]
             continue
         ex = res["extrapolation"]
         n_small, n_large = (s["n_patients"] for s in res["sizes"])
@@ -298,11 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-only", action="store_true",
                         help="recompute the extrapolations and the .md from the JSON's measurements")
     parser.add_argument("--thread-check", action="store_true",
-                        help="only time one shuffle with 1 vs 2 BLAS threads at the first size; adds 'thread_check'")
+                        help="only time one shuffle with 1 vs 2 BLAS threads at the first size; appends to 'thread_check'")
     args = parser.parse_args(argv)
     if args.thread_check:
         results = json.loads(args.out.read_text()) if args.out.exists() else {}
-        results["thread_check"] = thread_check(args.sizes[0], args.p, args.k)
+        results.setdefault("thread_check", []).append(thread_check(args.sizes[0], args.p, args.k))
         _write(args.out, results)
         return 0
     if args.report_only:
