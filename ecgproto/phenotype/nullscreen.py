@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import special, stats
 
-from ecgproto.phenotype.stats import fit_null
+from ecgproto.phenotype.stats import adjusted_variance, fit_null, score_products, standardised_features
 
 #: a phecode whose mask differs from its covariate group's majority on more units than this fraction
 #: is screened with the direct products (the sparse correction would cost more than they do)
@@ -128,10 +128,7 @@ class PermutationScreen:
     def prepare(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Standardised X and X∘X in ``dtype``, as ``score_screen`` makes them (a row shuffle keeps
         the column means and SDs)."""
-        X = np.asarray(X, dtype=np.float64)
-        sd = X.std(0)
-        X = (X - X.mean(0)) / np.where(sd > 0, sd, 1.0)
-        return X.astype(self.dtype), (X * X).astype(self.dtype)
+        return standardised_features(X, self.dtype)[1:]
 
     def best_mlog10p(self, prepared: tuple[np.ndarray, np.ndarray], perm: np.ndarray) -> np.ndarray:
         """−log10 of the smallest score-test p per phecode (K,) when unit i carries feature row
@@ -152,8 +149,7 @@ class PermutationScreen:
                                        shape=(len(self.zg), n))
                     S1, S2 = (Ep @ Xd).astype(np.float64), (Ep @ XXd).astype(np.float64)
                 U, B, V0 = self._grouped(part, inv, perm, Xd, XXd, S1, S2)
-            V = V0 - np.einsum("kcp,kcd,kdp->kp", B, part.m_inv, B, optimize=True)
-            degenerate = V <= 1e-6 * np.maximum(V0, 1e-300)
+            V, degenerate = adjusted_variance(V0, B, part.m_inv)
             V = np.where(degenerate, np.nan, np.maximum(V, 1e-300))
             chi2 = U * U / V
             testable = ~np.isnan(chi2).all(1)
@@ -166,12 +162,7 @@ class PermutationScreen:
         Z = self.Z[inv]
         mu = special.expit(Z @ part.beta.T) * m
         R = part.cases[inv] - mu  # = mask ∘ (y − μ): μ is 0 outside the mask
-        W = mu * (1 - mu)
-        dt = self.dtype
-        U = (R.T.astype(dt) @ Xd).astype(np.float64)
-        B = np.stack([((W * Z[:, [j]]).T.astype(dt) @ Xd).astype(np.float64) for j in range(Z.shape[1])], 1)
-        V0 = (W.T.astype(dt) @ XXd).astype(np.float64)
-        return U, B, V0
+        return score_products(R, mu * (1 - mu), Z, Xd, XXd, self.dtype)
 
     def _grouped(self, part: _Grouped, inv: np.ndarray, perm: np.ndarray, Xd: np.ndarray, XXd: np.ndarray,
                  S1: np.ndarray, S2: np.ndarray):

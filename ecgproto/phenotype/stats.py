@@ -112,10 +112,7 @@ def score_screen(X: np.ndarray, Y: np.ndarray, mask: np.ndarray, Z: np.ndarray, 
     cluster-robust (sandwich) variance of the score, computed per phecode.
     Returns arrays shaped (K, p).
     """
-    X = np.asarray(X, dtype=np.float64)
-    X = (X - X.mean(0)) / np.where(X.std(0) > 0, X.std(0), 1.0)
-    Xd = X.astype(dtype)
-    XX = (X * X).astype(dtype)
+    X, Xd, XX = standardised_features(X, dtype)
     Y = np.asarray(Y)
     mask = np.asarray(mask, dtype=bool)
     Z = np.asarray(Z, dtype=np.float64)
@@ -130,19 +127,40 @@ def score_screen(X: np.ndarray, Y: np.ndarray, mask: np.ndarray, Z: np.ndarray, 
         fit = fit_null(Y[:, sl], mask[:, sl], Z)
         conv[sl] = fit.converged
         R = (mask[:, sl] * (Y[:, sl] - fit.mu))
-        W = fit.mu * (1 - fit.mu)
-        U = (R.T.astype(dtype) @ Xd).astype(np.float64)  # (k, p)
-        B = np.stack([((W * Z[:, [j]]).T.astype(dtype) @ Xd).astype(np.float64) for j in range(Z.shape[1])], 1)
-        V0 = (W.T.astype(dtype) @ XX).astype(np.float64)
-        V = V0 - np.einsum("kcp,kcd,kdp->kp", B, fit.m_inv, B, optimize=True)
-        # feature (nearly) constant or collinear with the covariates among the analysed units: not testable
-        degenerate = V <= 1e-6 * np.maximum(V0, 1e-300)
+        U, B, V0 = score_products(R, fit.mu * (1 - fit.mu), Z, Xd, XX, dtype)
+        V, degenerate = adjusted_variance(V0, B, fit.m_inv)
         if groups is not None:
             V = _cluster_variance(X, Z, R, B, fit.m_inv, groups, mask[:, sl])
         V = np.where(degenerate, np.nan, np.maximum(V, 1e-300))
         chi2[sl] = U * U / V
         zsc[sl] = U / np.sqrt(V)
     return ScreenResult(chi2=chi2, z=zsc, p=stats.chi2.sf(chi2, 1), null_converged=conv)
+
+
+def standardised_features(X: np.ndarray, dtype: type) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features centred and scaled to unit SD (constant columns only centred): float64, and it and
+    its square in ``dtype`` for the large products."""
+    X = np.asarray(X, dtype=np.float64)
+    sd = X.std(0)
+    X = (X - X.mean(0)) / np.where(sd > 0, sd, 1.0)
+    return X, X.astype(dtype), (X * X).astype(dtype)
+
+
+def score_products(R: np.ndarray, W: np.ndarray, Z: np.ndarray, Xd: np.ndarray, XX: np.ndarray,
+                   dtype: type) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Score U (k, p), covariate cross terms B (k, c, p) and unadjusted variance V0 (k, p) from the
+    null residuals R and weights W (n, k), covariates Z (n, c), standardised Xd and Xd∘Xd (n, p)."""
+    U = (R.T.astype(dtype) @ Xd).astype(np.float64)
+    B = np.stack([((W * Z[:, [j]]).T.astype(dtype) @ Xd).astype(np.float64) for j in range(Z.shape[1])], 1)
+    V0 = (W.T.astype(dtype) @ XX).astype(np.float64)
+    return U, B, V0
+
+
+def adjusted_variance(V0: np.ndarray, B: np.ndarray, m_inv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Score variance adjusted for the estimated covariates, and where it is degenerate: the feature
+    (nearly) constant or collinear with the covariates among the analysed units (not testable)."""
+    V = V0 - np.einsum("kcp,kcd,kdp->kp", B, m_inv, B, optimize=True)
+    return V, V <= 1e-6 * np.maximum(V0, 1e-300)
 
 
 def _cluster_variance(X: np.ndarray, Z: np.ndarray, R: np.ndarray, B: np.ndarray, m_inv: np.ndarray,

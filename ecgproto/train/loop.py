@@ -249,16 +249,8 @@ class Trainer:
             })
 
     def _record_projection(self, group: str, result: BranchProjection) -> None:
-        prov = result.provenance
-        self.state.provenance[group] = prov
-        self.state.projection[group] = {
-            "unique_source_ecgs": len({p["ecg_id"] for p in prov if p["ecg_id"] is not None}),
-            "n_prototypes": len(prov),
-            "not_projected": result.not_projected,
-            "shared_fallback": result.shared_fallback,
-            # chosen beyond the candidates whose window vectors were kept: their windows needed a second forward
-            "reforwarded": result.reforwarded,
-        }
+        self.state.provenance[group] = result.provenance
+        self.state.projection[group] = result.summary()
 
     def fusion_features(self) -> dict[str, np.ndarray]:
         """What the fusion head reads for every split, computed once per process (sharded across ranks)."""

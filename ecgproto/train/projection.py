@@ -32,27 +32,6 @@ _CHUNK_BYTES = 32 * 2**20  # rows of the kept store rebuilt at a time when candi
 
 
 @dataclass
-class ProjectionResult:
-    """Provenance rows (one per prototype of the projected branches) and summary counts."""
-
-    provenance: list[dict[str, Any]] = field(default_factory=list)
-    unique_ecgs: dict[str, int] = field(default_factory=dict)
-    not_projected: dict[str, int] = field(default_factory=dict)
-    shared_fallback: dict[str, int] = field(default_factory=dict)
-    reforwarded: dict[str, int] = field(default_factory=dict)
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "n_prototypes": len(self.provenance),
-            "unique_source_ecgs": dict(self.unique_ecgs),
-            "unique_source_ecgs_total": len({p["ecg_id"] for p in self.provenance if p["ecg_id"] is not None}),
-            "not_projected": dict(self.not_projected),
-            "shared_fallback": dict(self.shared_fallback),
-            "reforwarded": dict(self.reforwarded),
-        }
-
-
-@dataclass
 class BranchProjection:
     """One branch's projection: provenance rows, prototypes without an eligible ECG, prototypes that
     had to share a source ECG (``unique``), prototypes whose window came from the second forward
@@ -65,6 +44,55 @@ class BranchProjection:
     reforwarded: int
     reforwarded_ecgs: int
     kept_columns: int
+
+    def summary(self) -> dict[str, int]:
+        """The branch's counts as training and ``reproject`` record them."""
+        return {
+            "unique_source_ecgs": len({p["ecg_id"] for p in self.provenance if p["ecg_id"] is not None}),
+            "n_prototypes": len(self.provenance),
+            "not_projected": self.not_projected,
+            "shared_fallback": self.shared_fallback,
+            # chosen beyond the candidates whose window vectors were kept: their windows needed a second forward
+            "reforwarded": self.reforwarded,
+        }
+
+
+@dataclass
+class ProjectionResult:
+    """Provenance rows (one per prototype of the projected branches) and each branch's counts
+    (:meth:`BranchProjection.summary`)."""
+
+    provenance: list[dict[str, Any]] = field(default_factory=list)
+    branches: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def _per_branch(self, key: str) -> dict[str, int]:
+        return {g: counts[key] for g, counts in self.branches.items()}
+
+    @property
+    def unique_ecgs(self) -> dict[str, int]:
+        return self._per_branch("unique_source_ecgs")
+
+    @property
+    def not_projected(self) -> dict[str, int]:
+        return self._per_branch("not_projected")
+
+    @property
+    def shared_fallback(self) -> dict[str, int]:
+        return self._per_branch("shared_fallback")
+
+    @property
+    def reforwarded(self) -> dict[str, int]:
+        return self._per_branch("reforwarded")
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "n_prototypes": len(self.provenance),
+            "unique_source_ecgs": self.unique_ecgs,
+            "unique_source_ecgs_total": len({p["ecg_id"] for p in self.provenance if p["ecg_id"] is not None}),
+            "not_projected": self.not_projected,
+            "shared_fallback": self.shared_fallback,
+            "reforwarded": self.reforwarded,
+        }
 
 
 def _merge_topk(
@@ -289,10 +317,7 @@ def project_model(
     result = ProjectionResult()
     for group in groups or list(model.branches):
         res = project_branch(model, group, archive, rows, batch_size, unique, window_budget_bytes)
-        result.shared_fallback[group] = res.shared_fallback
-        result.reforwarded[group] = res.reforwarded
         result.provenance.extend(res.provenance)
-        result.unique_ecgs[group] = len({p["ecg_id"] for p in res.provenance if p["ecg_id"] is not None})
-        result.not_projected[group] = res.not_projected
+        result.branches[group] = res.summary()
     result.provenance.sort(key=lambda p: p["index"])
     return result

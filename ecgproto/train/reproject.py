@@ -66,12 +66,7 @@ def reproject_checkpoint(
     new = {p["index"]: p for p in result.provenance}
     meta["prototypes"] = [new.get(p["index"], p) for p in meta["prototypes"]]
     projection = dict(meta.get("projection") or {})
-    for g in result.unique_ecgs:
-        projection[g] = {
-            "unique_source_ecgs": result.unique_ecgs[g], "n_prototypes": sum(p["branch"] == g for p in result.provenance),
-            "not_projected": result.not_projected[g], "shared_fallback": result.shared_fallback[g],
-            "reforwarded": result.reforwarded[g],
-        }
+    projection.update(result.branches)
     meta["projection"] = projection
     meta["config"] = to_dict(cfg)
     out_dir = Path(out_dir)
