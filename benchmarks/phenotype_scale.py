@@ -26,6 +26,7 @@ import json
 import math
 import os
 import platform
+import resource
 import sys
 import time
 import tracemalloc
@@ -40,33 +41,38 @@ from ecgproto.phenotype.cohort import Cohort
 from ecgproto.phenotype.config import PhenotypeConfig
 
 
-def make_cohort(n: int, p: int, k: int, seed: int) -> tuple[Cohort, np.ndarray, pd.DataFrame]:
+def make_cohort(n: int, p: int, k: int, seed: int, chunk: int = 200) -> tuple[Cohort, np.ndarray, pd.DataFrame]:
     """Synthetic cohort (integer ages, sex), phecodes with prevalence 0.5–20 % (10 % truly associated)
-    and float32 features; returns (cohort, X, feature info)."""
+    and float32 features; returns (cohort, X, feature info). Outcomes are drawn ``chunk`` phecodes at
+    a time, so generating a 160k cohort needs little beyond the cohort itself."""
     rng = np.random.default_rng(seed)
     age = np.clip(np.round(rng.normal(62, 16, n)), 18, 91)
     sex = rng.integers(0, 2, n).astype(np.int8)
     X = rng.normal(size=(n, p)).astype(np.float32)
     prev = np.exp(rng.uniform(np.log(0.005), np.log(0.2), k))
-    lin = np.log(prev / (1 - prev))[None, :] + 0.02 * (age[:, None] - 62)
     signal = rng.random(k) < 0.1
-    lin[:, signal] += 0.3 * X[:, rng.integers(0, p, signal.sum())]
-    Y = rng.random((n, k)) < 1 / (1 + np.exp(-lin))
-    del lin
-    pop = np.ones((n, k), dtype=bool)
+    source = rng.integers(0, p, k)
     sex_specific = rng.random(k) < 0.05
-    pop[:, sex_specific] = (sex == 1)[:, None]
-    mask = pop.copy()
     excl = rng.random(k) < 0.2
-    mask[:, excl] &= (rng.random((n, excl.sum())) > 0.05) | Y[:, excl]
-    Y &= pop
+    Y = np.empty((n, k), dtype=bool)
+    mask = np.empty((n, k), dtype=bool)
+    for s in range(0, k, chunk):
+        sl = slice(s, min(s + chunk, k))
+        lin = np.log(prev[sl] / (1 - prev[sl]))[None, :] + 0.02 * (age[:, None] - 62)
+        lin += np.where(signal[sl], 0.3, 0.0)[None, :] * X[:, source[sl]]
+        y = rng.random(lin.shape) < 1 / (1 + np.exp(-lin))
+        pop = np.where(sex_specific[sl][None, :], (sex == 1)[:, None], True)
+        m = pop & (~excl[sl][None, :] | (rng.random(lin.shape) > 0.05) | y)
+        Y[:, sl], mask[:, sl] = y & pop, m
+    pop = np.ones((n, k), dtype=bool)
+    pop[:, sex_specific] = (sex == 1)[:, None]
     units = pd.DataFrame({"subject_id": np.arange(n), "age": age, "sex": sex})
     codes = [f"{100 + j}" for j in range(k)]
     phecodes = pd.DataFrame({"phecode": codes, "phecode_string": codes,
                              "category": [f"cat{j % 17}" for j in range(k)],
                              "sex": np.where(sex_specific, "Male", "Both"), "n_cases": Y.sum(0),
                              "n_controls": (mask & ~Y).sum(0), "n_excluded": (pop & ~mask).sum(0)})
-    cohort = Cohort(units=units, ecg_units=pd.DataFrame(), Y=Y.astype(np.uint8), mask=mask, population=pop,
+    cohort = Cohort(units=units, ecg_units=pd.DataFrame(), Y=Y.view(np.uint8), mask=mask, population=pop,
                     phecodes=phecodes, flow={}, mapping_counts={}, unmapped_top=pd.DataFrame())
     info = pd.DataFrame({"feature_id": [f"P{j:04d}" for j in range(p)], "label": "", "branch": "",
                          "prototype_class": ""})
@@ -126,7 +132,8 @@ def run_size(n: int, p: int, k: int, cfg: PhenotypeConfig, perm_timed: int, ref_
         dtype = np.float32 if cfg.screen_dtype == "float32" else np.float64
         observed = {"prototype": best["best_mlog10p"].to_numpy()}
         with timers.stage("permutations_timed"):
-            null = compare.permutation_null({"prototype": X}, cohort, perm_timed, cfg.seed, dtype, observed=observed)
+            null = compare.permutation_null({"prototype": X}, cohort, perm_timed, cfg.seed, dtype, observed=observed,
+                                            threads=cfg.threads)
         path_peak = tracemalloc.get_traced_memory()[1] / 2**20
         ref = None
         if ref_perms:
@@ -200,7 +207,9 @@ def extrapolate(small: dict, large: dict, target_n: int, permutations: int) -> d
 
     def stage(a: float, b: float) -> dict:
         e = _exponent(a, b, r)
-        return {"s_small": round(a, 3), "s_large": round(b, 3), "exponent": round(e, 2), key: round(b * f ** e, 1)}
+        affine = b + (b - a) * (target_n - large["n_patients"]) / (large["n_patients"] - small["n_patients"])
+        return {"s_small": round(a, 3), "s_large": round(b, 3), "exponent": round(e, 2), key: round(b * f ** e, 1),
+                f"{key}_affine": round(affine, 1)}
 
     out: dict = {"target_n": target_n, "permutations": permutations, "stages": {}}
     for s in ("score_screen", "rank_auc", "refits", "associate", "best_per_phecode", "specificity_bh",
@@ -214,11 +223,17 @@ def extrapolate(small: dict, large: dict, target_n: int, permutations: int) -> d
     once = sum(st[s][key] for s in ("associate", "best_per_phecode", "specificity_bh", "permutation_setup"))
     perm = st["permutation_each"][key]
     total = once + permutations * perm
+    # a stage with a fixed part (exponent < 1) grows linearly once n is large: the affine line
+    # through the two sizes is the safer extrapolation for it
+    worst = sum(max(st[s][key], st[s][f"{key}_affine"]) for s in ("associate", "best_per_phecode",
+                                                                   "specificity_bh", "permutation_setup"))
+    worst += permutations * max(perm, st["permutation_each"][f"{key}_affine"])
     out["family_path"] = {key: round(total, 1), "minutes": round(total / 60, 1),
+                          "minutes_larger_of_power_and_affine_per_stage": round(worst / 60, 1),
                           "exponent_of_measured_totals": round(_exponent(
                               small["family_path_s_at_configured_permutations"],
                               large["family_path_s_at_configured_permutations"], r), 2),
-                          "permutations_fitting_20_min": max(0, int((1200 - once) // perm))}
+                          "permutations_fitting_20_min": max(0, int((1200 - once) // max(perm, 1e-9)))}
     if "reference_permutation_each" in st:
         ref_total = once + permutations * st["reference_permutation_each"][key]
         out["family_path_reference_permutations"] = {key: round(ref_total, 1), "minutes": round(ref_total / 60, 1)}
@@ -238,7 +253,9 @@ def markdown(results: dict) -> str:
              "Written by `benchmarks/phenotype_scale.py`; synthetic cohorts (features × phecodes as below, "
              "integer ages and sex, 20 % of phecodes with 5 % excluded controls, 5 % sex-specific). "
              "Permutation cost = mean of the timed shuffles; the family path at the target size = sum of "
-             "the per-stage extrapolations t_large · (target/n_large)^e, e = log(t_large/t_small)/log 2.", ""]
+             "the per-stage extrapolations t_large · (target/n_large)^e, e = log(t_large/t_small)/log 2; the "
+             "affine column is the line through the two sizes (a stage with a fixed part has e < 1 and "
+             "grows linearly at large n). A `measured` line is one whole run at the target size.", ""]
     for dtype, res in results.items():
         if dtype == "thread_check":  # one entry per --thread-check run (the load average says when)
             lines += ["## One shuffle with 1 vs 2 BLAS threads (each run: same process)", "", "```"]
@@ -249,16 +266,20 @@ def markdown(results: dict) -> str:
         key = f"s_at_{ex['target_n']}"
         size = res["sizes"][0]
         lines += [f"## screen_dtype {dtype}: {size['n_features']:,} features × {size['n_phecodes']:,} phecodes "
-                  f"(OMP_NUM_THREADS={res['threads']}, load average "
+                  f"(OMP_NUM_THREADS={res['threads']}, {res.get('permutation_threads', 1)} permutation thread(s), "
+                  f"load average "
                   f"{res['load_average_at_start'][0]:.1f} → {res['load_average_at_end'][0]:.1f})", "",
-                  f"| stage | {n_small:,} s | {n_large:,} s | exponent | {ex['target_n']:,} s (extrapolated) |",
-                  "| --- | --- | --- | --- | --- |"]
+                  f"| stage | {n_small:,} s | {n_large:,} s | exponent | {ex['target_n']:,} s (power law) "
+                  f"| {ex['target_n']:,} s (affine) |",
+                  "| --- | --- | --- | --- | --- | --- |"]
         for name, st in ex["stages"].items():
-            lines.append(f"| {name} | {st['s_small']} | {st['s_large']} | {st['exponent']} | {st[key]} |")
+            lines.append(f"| {name} | {st['s_small']} | {st['s_large']} | {st['exponent']} | {st[key]} "
+                         f"| {st.get(key + '_affine', 'n/a')} |")
         fp = ex["family_path"]
         lines += ["", f"- family path with {ex['permutations']} permutations at {ex['target_n']:,}: "
                   f"**{fp[key]:,.0f} s ({fp['minutes']} min)**; permutations fitting in 20 min: "
-                  f"{fp['permutations_fitting_20_min']}"]
+                  f"{fp['permutations_fitting_20_min']}; taking per stage the larger of the power-law and the "
+                  f"affine (a + b·n) extrapolation: {fp.get('minutes_larger_of_power_and_affine_per_stage', 'n/a')} min"]
         if "family_path_reference_permutations" in ex:
             rp = ex["family_path_reference_permutations"]
             lines.append(f"- the same with the former permutation screen: {rp[key]:,.0f} s ({rp['minutes']} min)")
@@ -268,6 +289,16 @@ def markdown(results: dict) -> str:
                              f"{s['reference_permutation_s_each']} s (×{s['permutation_speedup_reference_over_new']}, "
                              f"same run); max |Δ| of null mean/q95 vs former: "
                              f"{s.get('max_abs_diff_null_vs_reference', 'n/a')}")
+        if "measured" in res:
+            m = res["measured"]
+            lines.append(f"- **measured** at {m['n_patients']:,} patients (whole path, all {m['permutations_timed']} "
+                         f"permutations, {m['permutation_threads']} permutation threads, OMP_NUM_THREADS="
+                         f"{m['omp_num_threads']}, load average {m['load_average_at_start'][0]:.1f} → "
+                         f"{m['load_average_at_end'][0]:.1f}): **{m['wall_s_of_this_run']:,.0f} s "
+                         f"({m['wall_s_of_this_run'] / 60:.1f} min)**, of which associate {m['stage_s']['associate']} s "
+                         f"(score screen {m['stage_s']['score_screen']} s, rank AUC {m['stage_s']['rank_auc']} s) and "
+                         f"{m['permutation_s_each']} s per shuffle; peak RSS of the process (cohort included) "
+                         f"**{m['peak_rss_mb']:,} MB**")
         pk = ex["peak_traced_mb"]
         t = ex["target_n"]
         lines += [f"- peak traced memory during the path (numpy allocations, inputs excluded) {pk['small']:.0f} MB → "
@@ -292,12 +323,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--p", type=int, default=1_037)
     parser.add_argument("--k", type=int, default=1_800)
     parser.add_argument("--target-n", type=int, default=160_000)
-    parser.add_argument("--perm-timed", type=int, default=3)
+    parser.add_argument("--perm-timed", type=int, default=4,
+                        help="shuffles timed per size (a multiple of --threads: whole waves)")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="phenotype.threads: shuffles side by side (the target machine has 2 cores)")
     parser.add_argument("--reference-perms", type=int, default=1)
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float64")
     parser.add_argument("--out", type=Path, default=Path("reports/benchmarks/phenotype_scale.json"))
     parser.add_argument("--report-only", action="store_true",
                         help="recompute the extrapolations and the .md from the JSON's measurements")
+    parser.add_argument("--measure-at", type=int, default=None, metavar="N",
+                        help="instead of the two sizes: run the whole family path once at N patients with all "
+                             "configured permutations (wall time and peak RSS measured, not extrapolated); "
+                             "stored as <dtype>.measured in the JSON")
     parser.add_argument("--thread-check", action="store_true",
                         help="only time one shuffle with 1 vs 2 BLAS threads at the first size; appends to 'thread_check'")
     args = parser.parse_args(argv)
@@ -314,8 +352,22 @@ def main(argv: list[str] | None = None) -> int:
             res["extrapolation"] = extrapolate(*res["sizes"], args.target_n, res["permutations_configured"])
         _write(args.out, results)
         return 0
-    cfg = dataclasses.replace(PhenotypeConfig(), screen_dtype=args.dtype)
-    result = {"threads": os.environ.get("OMP_NUM_THREADS", "unset"), "cpu_count": os.cpu_count(),
+    cfg = dataclasses.replace(PhenotypeConfig(), screen_dtype=args.dtype, threads=args.threads)
+    if args.measure_at:
+        previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+        start = list(os.getloadavg())
+        t0 = time.perf_counter()
+        measured = run_size(args.measure_at, args.p, args.k, cfg, cfg.permutations, 0)
+        measured.update(wall_s_including_cohort_generation=round(time.perf_counter() - t0, 1),
+                        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                        omp_num_threads=os.environ.get("OMP_NUM_THREADS", "unset"),
+                        permutation_threads=args.threads, load_average_at_start=start,
+                        load_average_at_end=list(os.getloadavg()))
+        previous.setdefault(args.dtype, {})["measured"] = measured
+        _write(args.out, previous)
+        return 0
+    result = {"threads": os.environ.get("OMP_NUM_THREADS", "unset"), "permutation_threads": args.threads,
+              "cpu_count": os.cpu_count(),
               "platform": platform.platform(), "numpy": np.__version__,
               "load_average_at_start": list(os.getloadavg()), "screen_dtype": args.dtype,
               "permutations_configured": cfg.permutations, "sizes": []}
@@ -324,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     result["load_average_at_end"] = list(os.getloadavg())
     result["extrapolation"] = extrapolate(*result["sizes"], args.target_n, cfg.permutations)
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if "measured" in previous.get(args.dtype, {}):  # a --measure-at run of this dtype is kept
+        result["measured"] = previous[args.dtype]["measured"]
     previous[args.dtype] = result
     _write(args.out, previous)
     print(json.dumps(result["extrapolation"], indent=2))

@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="feature-row shuffles for the family-size null of best-feature strength (default "
                              "phenotype.permutations = 200, the protocol's 200-1,000; whole patients are shuffled "
                              "under --unit admission)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="permutation shuffles screened side by side (default phenotype.threads = 0: the CPU "
+                             "cores this process may use; results do not depend on it)")
     parser.add_argument("--include-latent-prototypes", action="store_true", default=None,
                         help="also analyse prototypes without a source ECG (latent, never projected), labelled "
                              "'latent, no source ECG'; by default they are excluded and counted in the report")
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     chosen = {"lookback_days": args.lookback, "tolerance_hours": args.tolerance_hours, "unit": args.unit,
               "phecode_version": args.phecode_version, "permutations": args.permutations,
-              "include_latent_prototypes": args.include_latent_prototypes}
+              "include_latent_prototypes": args.include_latent_prototypes, "threads": args.threads}
     if args.min_cases is not None:
         chosen.update(min_cases=args.min_cases, min_controls=args.min_cases)
     pcfg = dataclasses.replace(cfg.phenotype, **{k: v for k, v in chosen.items() if v is not None})

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from ecgproto.phenotype.cohort import Cohort
 from ecgproto.phenotype.config import PhenotypeConfig
@@ -38,10 +39,7 @@ def associate(name: str, X: np.ndarray, info: pd.DataFrame, cohort: Cohort, cfg:
     screen = ScreenResult(chi2=chi2, z=z, p=pv, null_converged=res.null_converged)
     auc = np.full((K, p), np.nan)
     auc[:, keep] = rank_auc(X[:, keep], cohort.Y, cohort.mask, cohort.population)
-    cases = (cohort.Y.astype(bool) & cohort.mask).astype(np.float64)
-    ctrls = (~cohort.Y.astype(bool) & cohort.mask).astype(np.float64)
-    mean_cases = (cases.T @ X) / np.maximum(cases.sum(0), 1)[:, None]
-    mean_ctrls = (ctrls.T @ X) / np.maximum(ctrls.sum(0), 1)[:, None]
+    mean_cases, mean_ctrls = _group_means(X, cohort.Y.astype(bool), cohort.mask)
     q = bh_qvalues(pv)
     n_tests = int(np.isfinite(pv).sum())
     bonf = 0.05 / max(n_tests, 1)
@@ -66,6 +64,22 @@ def associate(name: str, X: np.ndarray, info: pd.DataFrame, cohort: Cohort, cfg:
     })
     table = _refit_hits(table, X, cohort, Z, cfg, groups, p)
     return FamilyResult(name=name, table=table, screen=screen, bonferroni_p=bonf)
+
+
+def _group_means(X: np.ndarray, Y: np.ndarray, mask: np.ndarray, block: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """Mean feature (K, p) of each phecode's cases and of its controls, from sparse sums: the cases
+    and the units outside the mask are few, controls = all units − outside − cases (float64, in
+    feature blocks: no (n, K) float matrix)."""
+    cases = sp.csc_matrix((Y & mask).T, dtype=np.float64)
+    outside = sp.csc_matrix(~mask.T, dtype=np.float64)
+    n1, n_out = np.asarray(cases.sum(1)).ravel(), np.asarray(outside.sum(1)).ravel()
+    n0 = mask.shape[0] - n_out - n1
+    sum1, sum0 = np.empty((Y.shape[1], X.shape[1])), np.empty((Y.shape[1], X.shape[1]))
+    for f in range(0, X.shape[1], block):
+        Xb = np.asarray(X[:, f:f + block], dtype=np.float64)
+        sum1[:, f:f + block] = cases @ Xb
+        sum0[:, f:f + block] = Xb.sum(0)[None, :] - outside @ Xb - sum1[:, f:f + block]
+    return sum1 / np.maximum(n1, 1)[:, None], sum0 / np.maximum(n0, 1)[:, None]
 
 
 def _refit_hits(table: pd.DataFrame, X: np.ndarray, cohort: Cohort, Z: np.ndarray, cfg: PhenotypeConfig,

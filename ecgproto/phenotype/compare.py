@@ -12,14 +12,19 @@ score test as the observed screen.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pandas as pd
 from scipy import stats
+from threadpoolctl import threadpool_limits
 
 from ecgproto.phenotype.association import FamilyResult
 from ecgproto.phenotype.cohort import Cohort
 from ecgproto.phenotype.nullscreen import PermutationScreen
 from ecgproto.phenotype.stats import score_screen
+from ecgproto.progress import progress
 
 REFERENCE = "prototype"
 
@@ -63,33 +68,48 @@ def cluster_permutation(groups: np.ndarray, rng: np.random.Generator) -> np.ndar
 
 def permutation_null(X_by_family: dict[str, np.ndarray], cohort: Cohort, n_perm: int, seed: int,
                      dtype: type = np.float64, groups: np.ndarray | None = None,
-                     observed: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+                     observed: dict[str, np.ndarray] | None = None, threads: int = 1,
+                     show_progress: bool = False) -> pd.DataFrame:
     """Mean and 95th percentile of the best −log10 p per (family, phecode) under ``n_perm``
     shuffles of the unit rows of every feature matrix (same shuffles for every family).
 
     ``groups`` (n,) cluster ids (patients under ``unit: admission``): whole clusters are shuffled
     (``cluster_permutation``) and every screen is cluster-robust, as the observed one. ``observed``
     {family: (K,) observed best −log10 p} adds ``null_perm_p`` = (1 + #{null ≥ observed})/(1 + n_perm).
-    Without ``groups`` the null models are fitted once and every shuffle costs about one matrix
-    product per family (``nullscreen.PermutationScreen``, equal to a full ``score_screen`` of the
-    shuffled rows up to rounding); with ``groups`` each shuffle is a full cluster-robust screen.
+    Without ``groups`` the null models are fitted once and every shuffle costs about one sparse
+    case-sum product per family (``nullscreen.PermutationScreen``, equal to a full ``score_screen``
+    of the shuffled rows up to rounding), ``threads`` shuffles side by side (0 = the CPU cores this
+    process may use; BLAS is held to one thread meanwhile); the shuffles are drawn in order from
+    ``seed``, so the result does not depend on ``threads``. With ``groups`` each shuffle is a full
+    cluster-robust screen, one at a time.
     """
     Z, _ = cohort.covariates()
     rng = np.random.default_rng(seed)
-    K = cohort.Y.shape[1]
+    n, K = cohort.Y.shape
     acc = {f: np.zeros((n_perm, K)) for f in X_by_family}
     keep = {f: X.std(0) > 0 for f, X in X_by_family.items()}
     if groups is None and n_perm > 0:  # one null fit, reused by every shuffle (phenotype/nullscreen.py)
         screen = PermutationScreen(cohort.Y, cohort.mask, Z, dtype)
         prepared = {f: screen.prepare(X[:, keep[f]]) for f, X in X_by_family.items()}
-    for b in range(n_perm):
-        perm = rng.permutation(len(cohort.units)) if groups is None else cluster_permutation(groups, rng)
-        for f, X in X_by_family.items():
-            if groups is None:
-                acc[f][b] = screen.best_mlog10p(prepared[f], perm)
-                continue
-            res = score_screen(X[perm][:, keep[f]], cohort.Y, cohort.mask, Z, dtype=dtype, groups=groups)
-            acc[f][b] = -np.log10(np.maximum(np.nanmin(res.p, axis=1), 1e-300))
+        workers = max(1, min(n_perm, threads if threads > 0 else _cores()))
+
+        def screened(perm: np.ndarray) -> dict[str, np.ndarray]:
+            return {f: screen.best_mlog10p(prepared[f], perm) for f in X_by_family}
+
+        waves = range(0, n_perm, workers)
+        with ThreadPoolExecutor(workers) as pool, threadpool_limits(1 if workers > 1 else None, user_api="blas"):
+            for start in (progress(waves, desc="permutations", total=len(waves), unit="wave")
+                          if show_progress else waves):
+                perms = [rng.permutation(n) for _ in range(min(workers, n_perm - start))]
+                for b, res in enumerate(pool.map(screened, perms), start):
+                    for f in X_by_family:
+                        acc[f][b] = res[f]
+    elif n_perm > 0:
+        for b in (progress(range(n_perm), desc="permutations", total=n_perm) if show_progress else range(n_perm)):
+            perm = cluster_permutation(groups, rng)
+            for f, X in X_by_family.items():
+                res = score_screen(X[perm][:, keep[f]], cohort.Y, cohort.mask, Z, dtype=dtype, groups=groups)
+                acc[f][b] = -np.log10(np.maximum(np.nanmin(res.p, axis=1), 1e-300))
     rows = []
     for f, a in acc.items():
         frame = pd.DataFrame({"family": f, "phecode": cohort.phecodes["phecode"].to_numpy(),
@@ -98,6 +118,11 @@ def permutation_null(X_by_family: dict[str, np.ndarray], cohort: Cohort, n_perm:
             frame["null_perm_p"] = (1 + (a >= np.asarray(observed[f])[None, :] - 1e-12).sum(0)) / (1 + n_perm)
         rows.append(frame)
     return pd.concat(rows, ignore_index=True)
+
+
+def _cores() -> int:
+    """CPU cores this process may use (its affinity where the OS tells it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def specificity(table: pd.DataFrame, q_threshold: float) -> pd.DataFrame:

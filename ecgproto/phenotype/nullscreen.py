@@ -2,16 +2,22 @@
 features, as ``stats.score_screen`` gives it, without refitting the null models per shuffle.
 
 Shuffling feature rows leaves outcomes, masks and covariates unchanged, so the null fits
-``y_k ~ Z`` are made once. The covariates take few distinct rows (integer ages × sex: at most
-~150), and a null fit's probability μ is a function of the covariate row. For a phecode whose
-analysed units follow the covariate groups except on a few units (the usual case: no or few
-excluded controls; sex-specific phecodes follow the sex groups), μ and W = μ(1−μ) are group
-constants plus a sparse correction on the departing units, so ``(W∘Z_j)ᵀX`` and ``Wᵀ(X∘X)`` are
-group sums of X (G × p) contracted with group values; the only n-sized dense product left per
-shuffle is the case sum ``Cᵀ X`` (one matrix product instead of five). Phecodes whose mask
-departs from its covariate groups on more than ``DENSE_ABOVE`` of the units, and every phecode when
-the covariates have more than ``MAX_GROUPS`` distinct rows, use the direct products. Both give
-``score_screen``'s statistic up to floating-point rounding (tests/phenotype/test_permutation_fast.py).
+``y_k ~ Z`` are made once and a shuffle multiplies the shuffled feature rows ``X[perm]`` (one
+gather per block of ``FEATURE_BLOCK`` features) with fixed unit-side matrices. The covariates take
+few distinct rows (integer ages × sex: at most ~150), and a null fit's probability μ is a function
+of the covariate row. For a phecode whose analysed units follow the covariate groups except on a
+few units (the usual case: no or few excluded controls; sex-specific phecodes follow the sex
+groups), μ and W = μ(1−μ) are group constants plus a sparse correction on the departing units, so
+``(W∘Z_j)ᵀX`` and ``Wᵀ(X∘X)`` are group sums of X (G × p) contracted with group values plus that
+correction, and the only other n-sized product is the case sum ``Cᵀ X``. The case sums of phecodes
+with fewer than ``SPARSE_CASES_BELOW`` cases and all the corrections are sparse products stored by
+unit (scipy's CSC × dense streams the shuffled rows once while a block's sums stay in cache:
+~15 GFLOP/s per stored entry against ~100 GFLOP/s for a dense float32 product on one core of the
+development machine, so sparse wins below ~15 % cases); the other phecodes' case sums are one dense
+product. Phecodes whose mask departs from its covariate groups on more than ``DENSE_ABOVE`` of the
+units, and every phecode when the covariates have more than ``MAX_GROUPS`` distinct rows, use the
+direct products. Both give ``score_screen``'s statistic up to floating-point rounding
+(tests/phenotype/test_permutation_fast.py).
 """
 
 from __future__ import annotations
@@ -25,32 +31,28 @@ from scipy import special, stats
 from ecgproto.phenotype.stats import adjusted_variance, fit_null, score_products, standardised_features
 
 #: a phecode whose mask differs from its covariate group's majority on more units than this fraction
-#: is screened with the direct products (the sparse correction would cost more than they do)
-DENSE_ABOVE = 0.05
+#: is screened with the direct products (its sparse correction, 2 + c stored entries per departing
+#: unit at ~15 GFLOP/s, costs about as much as the direct path's 2 + c dense products near 0.15)
+DENSE_ABOVE = 0.15
 #: more distinct covariate rows than this (e.g. continuous ages): every phecode screened directly
 MAX_GROUPS = 512
-#: a chunk of phecodes whose case fraction is below this sums its cases with a sparse product
-#: (cheaper than the dense one when cases are rare)
-SPARSE_CASES_BELOW = 0.02
+#: a grouped phecode whose case fraction is below this sums its cases with the sparse product
+SPARSE_CASES_BELOW = 0.15
+#: features per block of a shuffle: the block's sums (about (2 + c) rows per grouped phecode)
+#: stay in cache while the sparse products stream the shuffled rows
+FEATURE_BLOCK = 64
 
 
 @dataclass(frozen=True)
 class _Grouped:
-    """Phecodes ``ks`` screened from group sums. ``cases`` (n, k) bool, or (k, n) sparse when rare;
-    ``base_u``/``base_v`` (G, k):
-    null μ and μ(1−μ) per covariate group on the groups' majority mask (0 where most of a group is
-    not analysed); ``corr`` (r, n): ±1 where a unit's mask departs from its group's majority, one
-    row per (phecode, group) with departures; ``lu``/``lv`` (k, r) and ``lb`` (k·c, r) map those rows'
-    sums onto U, V0 and B (weights μ, μ(1−μ) and μ(1−μ)·Z_j of the row's group)."""
+    """Phecodes ``ks`` screened from group sums; ``rows`` their rows of the grouped phecodes' sums;
+    ``base_u``/``base_v`` (G, k): null μ and μ(1−μ) per covariate group on the groups' majority
+    mask (0 where most of a group is not analysed)."""
 
     ks: np.ndarray
-    cases: np.ndarray | sp.csr_matrix
+    rows: slice
     base_u: np.ndarray
     base_v: np.ndarray
-    corr: sp.csr_matrix
-    lu: sp.csr_matrix
-    lv: sp.csr_matrix
-    lb: sp.csr_matrix
     m_inv: np.ndarray
 
 
@@ -64,6 +66,23 @@ class _Direct:
     mask: np.ndarray
     beta: np.ndarray
     m_inv: np.ndarray
+
+
+@dataclass(frozen=True)
+class _UnitSides:
+    """Fixed unit-side matrices of the k_g grouped phecodes, multiplied with the shuffled rows:
+    ``groups`` (G, n) unit → covariate group; ``linear`` (k_s + k_g + k_g·c, n) CSC: the case
+    indicators of the ``sparse_rows`` phecodes, then each phecode's mask correction of U (the
+    departing units, ±μ of their group) and of B (±μ(1−μ)·Z_j, row j·c + covariate); ``square``
+    (k_g, n) CSC: the correction of V0 (±μ(1−μ)); ``dense`` (k_d, n): the case indicators of the
+    ``dense_rows`` phecodes."""
+
+    groups: sp.csc_matrix
+    linear: sp.csc_matrix
+    square: sp.csc_matrix
+    sparse_rows: np.ndarray
+    dense: np.ndarray
+    dense_rows: np.ndarray
 
 
 class PermutationScreen:
@@ -94,98 +113,100 @@ class PermutationScreen:
         self.parts: list[_Grouped | _Direct] = [
             _Direct(ks, np.ascontiguousarray(cases[:, ks]), np.ascontiguousarray(mask[:, ks]), fit.beta[ks],
                     fit.m_inv[ks]) for ks in _chunks(np.flatnonzero(direct), chunk)]
-        if G > MAX_GROUPS:
+        self.sides: _UnitSides | None = None
+        if G > MAX_GROUPS or direct.all():
             return
         gamma = special.expit(zg @ fit.beta.T)
         omega = gamma * (1 - gamma)
         grouped = np.flatnonzero(~direct)
-        grouped = grouped[np.argsort(ycount.sum(0)[grouped], kind="stable")]  # rare phecodes chunked together
-        for ks in _chunks(grouped, chunk):
-            self.parts.append(self._grouped_part(ks, cases, mask, major[:, ks], gamma[:, ks], omega[:, ks],
-                                                 fit.m_inv[ks]))
+        cu, cb, cv = [], [], []
+        for s, ks in zip(range(0, len(grouped), chunk), _chunks(grouped, chunk)):
+            self.parts.append(_Grouped(ks, slice(s, s + len(ks)), major[:, ks] * gamma[:, ks],
+                                       major[:, ks] * omega[:, ks], fit.m_inv[ks]))
+            for out, m in zip((cu, cb, cv), self._corrections(ks, mask, major[:, ks], gamma[:, ks],
+                                                               omega[:, ks])):
+                out.append(m)
+        self.sides = self._unit_sides(cases[:, grouped], E, cu, cb, cv)
 
-    def _grouped_part(self, ks: np.ndarray, cases: np.ndarray, mask: np.ndarray, major: np.ndarray,
-                      gamma: np.ndarray, omega: np.ndarray, m_inv: np.ndarray) -> _Grouped:
-        """The sparse mask correction and its maps for phecodes ``ks``; ``major``, ``gamma``, ``omega``
-        (G, k) majority mask, μ and μ(1−μ) per covariate group."""
-        n, G, c, k = mask.shape[0], len(self.zg), self.Z.shape[1], len(ks)
+    def _corrections(self, ks: np.ndarray, mask: np.ndarray, major: np.ndarray, gamma: np.ndarray,
+                     omega: np.ndarray) -> tuple[sp.csr_matrix, sp.csr_matrix, sp.csr_matrix]:
+        """Mask corrections of phecodes ``ks`` over the units where a phecode's mask departs from its
+        group's majority (``major``; ``gamma``, ``omega`` (G, k): μ and μ(1−μ) per group): (k, n) for
+        U (±μ), (k·c, n) for B (±μ(1−μ)·Z_j), (k, n) for V0 (±μ(1−μ))."""
+        n, c, k = mask.shape[0], self.Z.shape[1], len(ks)
         i, j = np.nonzero(mask[:, ks] != major[self.ginv])
-        key = j * G + self.ginv[i]
-        rows, row = np.unique(key, return_inverse=True)
-        sign = np.where(mask[i, ks[j]], 1.0, -1.0).astype(self.dtype)
-        corr = sp.csr_matrix((sign, (row.ravel(), i)), shape=(len(rows), n))
-        rj, rg = np.divmod(rows, G)
-        r = np.arange(len(rows))
-        lu = sp.csr_matrix((gamma[rg, rj], (rj, r)), shape=(k, len(rows)))
-        lv = sp.csr_matrix((omega[rg, rj], (rj, r)), shape=(k, len(rows)))
-        lb = sp.csr_matrix(((omega[rg, rj][:, None] * self.zg[rg]).ravel(),
-                            ((rj[:, None] * c + np.arange(c)).ravel(), np.repeat(r, c))), shape=(k * c, len(rows)))
-        part_cases = np.ascontiguousarray(cases[:, ks])
-        if part_cases.mean() < SPARSE_CASES_BELOW:
-            part_cases = sp.csr_matrix(part_cases.T.astype(self.dtype))
-        return _Grouped(ks, part_cases, major * gamma, major * omega, corr, lu, lv, lb, m_inv)
+        g = self.ginv[i]
+        sign = np.where(mask[i, ks[j]], 1.0, -1.0)
+        cu = sp.csr_matrix((sign * gamma[g, j], (j, i)), shape=(k, n))
+        cv = sp.csr_matrix((sign * omega[g, j], (j, i)), shape=(k, n))
+        cb = sp.csr_matrix((((sign * omega[g, j])[:, None] * self.zg[g]).ravel(),
+                            ((j[:, None] * c + np.arange(c)).ravel(), np.repeat(i, c))), shape=(k * c, n))
+        return cu, cb, cv
 
-    def prepare(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _unit_sides(self, cases: np.ndarray, E: sp.csr_matrix, cu: list, cb: list, cv: list) -> _UnitSides:
+        """The unit-side matrices of the grouped phecodes (``cases`` (n, k_g) bool, in row order)."""
+        n, k = cases.shape
+        sparse = np.flatnonzero(cases.mean(0) < SPARSE_CASES_BELOW)
+        dense = np.setdiff1d(np.arange(k), sparse)
+        i, j = np.nonzero(cases[:, sparse])
+        S = sp.csr_matrix((np.ones(len(i)), (j, i)), shape=(len(sparse), n))
+        linear = sp.vstack([S, *cu, *cb], format="csc", dtype=self.dtype)
+        square = sp.vstack(cv, format="csc", dtype=self.dtype)
+        D = np.ascontiguousarray(cases[:, dense].T, dtype=self.dtype)
+        return _UnitSides(E.astype(self.dtype).tocsc(), linear, square, sparse, D, dense)
+
+    def prepare(self, X: np.ndarray, block: int = FEATURE_BLOCK) -> list[tuple[np.ndarray, np.ndarray]]:
         """Standardised X and X∘X in ``dtype``, as ``score_screen`` makes them (a row shuffle keeps
-        the column means and SDs)."""
-        return standardised_features(X, self.dtype)[1:]
+        the column means and SDs), as contiguous blocks of ``block`` columns."""
+        _, Xd, XXd = standardised_features(X, self.dtype)
+        return [(np.ascontiguousarray(Xd[:, f:f + block]), np.ascontiguousarray(XXd[:, f:f + block]))
+                for f in range(0, Xd.shape[1], block)]
 
-    def best_mlog10p(self, prepared: tuple[np.ndarray, np.ndarray], perm: np.ndarray) -> np.ndarray:
+    def best_mlog10p(self, prepared: list[tuple[np.ndarray, np.ndarray]], perm: np.ndarray) -> np.ndarray:
         """−log10 of the smallest score-test p per phecode (K,) when unit i carries feature row
         ``perm[i]`` of ``prepared`` (from ``prepare``); NaN for a phecode with no testable feature.
-        The shuffle is applied to the unit side (Σ_i a_i x_perm[i] = Σ_j a_inv[j] x_j): X is not copied."""
-        Xd, XXd = prepared
-        n = len(perm)
-        inv = np.empty(n, dtype=np.int64)
-        inv[perm] = np.arange(n)
-        best = np.full(self.K, np.nan)
-        S1 = S2 = None
+        Safe to call from several threads at once (the large products release the GIL)."""
+        best = np.full(self.K, -np.inf)
+        grouped = [part for part in self.parts if isinstance(part, _Grouped)]
+        if grouped:
+            for Xd, XXd in prepared:
+                self._grouped_best(grouped, np.take(Xd, perm, axis=0), np.take(XXd, perm, axis=0), best)
         for part in self.parts:
-            if isinstance(part, _Direct):
-                U, B, V0 = self._direct(part, inv, Xd, XXd)
-            else:
-                if S1 is None:  # group sums of the shuffled rows: row j belongs to unit inv[j]'s group
-                    Ep = sp.csr_matrix((np.ones(n, dtype=self.dtype), (self.ginv[inv], np.arange(n))),
-                                       shape=(len(self.zg), n))
-                    S1, S2 = (Ep @ Xd).astype(np.float64), (Ep @ XXd).astype(np.float64)
-                U, B, V0 = self._grouped(part, inv, perm, Xd, XXd, S1, S2)
-            V, degenerate = adjusted_variance(V0, B, part.m_inv)
-            V = np.where(degenerate, np.nan, np.maximum(V, 1e-300))
-            chi2 = U * U / V
-            testable = ~np.isnan(chi2).all(1)
-            best[part.ks[testable]] = np.nanmax(chi2[testable], axis=1)
+            if isinstance(part, _Direct):  # null residuals and weights once, then the feature blocks
+                mu = special.expit(self.Z @ part.beta.T) * part.mask
+                R, W = part.cases - mu, mu * (1 - mu)  # R = mask ∘ (y − μ): μ is 0 outside the mask
+                for Xd, XXd in prepared:
+                    _update(best, part, *score_products(R, W, self.Z, np.take(Xd, perm, axis=0),
+                                                        np.take(XXd, perm, axis=0), self.dtype))
+        best[np.isneginf(best)] = np.nan
         return -np.log10(np.maximum(stats.chi2.sf(best, 1), 1e-300))
 
-    def _direct(self, part: _Direct, inv: np.ndarray, Xd: np.ndarray, XXd: np.ndarray):
-        """U, B (k, c, p), V0 from the unit-level products, as ``score_screen``."""
-        m = part.mask[inv]
-        Z = self.Z[inv]
-        mu = special.expit(Z @ part.beta.T) * m
-        R = part.cases[inv] - mu  # = mask ∘ (y − μ): μ is 0 outside the mask
-        return score_products(R, mu * (1 - mu), Z, Xd, XXd, self.dtype)
-
-    def _grouped(self, part: _Grouped, inv: np.ndarray, perm: np.ndarray, Xd: np.ndarray, XXd: np.ndarray,
-                 S1: np.ndarray, S2: np.ndarray):
-        """U, B (k, c, p), V0 from the case sums, the group sums S1, S2 (G, p) of the shuffled X and
-        X∘X, and the sparse mask correction."""
-        k, c, p = len(part.ks), self.Z.shape[1], Xd.shape[1]
-        if sp.issparse(part.cases):
-            case_sums = _shuffled(part.cases, perm) @ Xd
-        else:
-            case_sums = part.cases[inv].astype(self.dtype).T @ Xd
-        corr = _shuffled(part.corr, perm)
-        T1 = (corr @ Xd).astype(np.float64)  # (r, p): Σ ±x over a (phecode, group)'s departing units
-        T2 = (corr @ XXd).astype(np.float64)
-        U = case_sums.astype(np.float64) - part.base_u.T @ S1 - part.lu @ T1
-        wz = part.base_v.T[:, None, :] * self.zg.T[None]  # (k, c, G): majority-mask μ(1−μ) Z_j per group
-        B = (wz.reshape(k * c, -1) @ S1 + part.lb @ T1).reshape(k, c, p)
-        V0 = part.base_v.T @ S2 + part.lv @ T2
-        return U, B, V0
+    def _grouped_best(self, parts: list[_Grouped], Xp: np.ndarray, XXp: np.ndarray, best: np.ndarray) -> None:
+        """Raise ``best`` (K,) to the grouped phecodes' largest χ² over the shuffled feature block
+        Xp, XXp (n, b)."""
+        m = self.sides
+        ks, kg, c, p = len(m.sparse_rows), len(m.sparse_rows) + len(m.dense_rows), self.Z.shape[1], Xp.shape[1]
+        S1, S2 = (m.groups @ Xp).astype(np.float64), (m.groups @ XXp).astype(np.float64)
+        L = m.linear @ Xp
+        U = np.empty((kg, p))
+        U[m.sparse_rows] = L[:ks]
+        U[m.dense_rows] = m.dense @ Xp
+        U -= L[ks:ks + kg]  # case sums less the departing units' μ-weighted rows
+        Bc = L[ks + kg:].astype(np.float64)
+        Vc = (m.square @ XXp).astype(np.float64)
+        for part in parts:
+            k, rows = len(part.ks), part.rows
+            wz = part.base_v.T[:, None, :] * self.zg.T[None]  # (k, c, G): majority-mask μ(1−μ) Z_j per group
+            B = (wz.reshape(k * c, -1) @ S1 + Bc[rows.start * c:rows.stop * c]).reshape(k, c, p)
+            _update(best, part, U[rows] - part.base_u.T @ S1, B, part.base_v.T @ S2 + Vc[rows])
 
 
-def _shuffled(a: sp.csr_matrix, perm: np.ndarray) -> sp.csr_matrix:
-    """``a`` (rows, n) over units with unit i's column moved to ``perm[i]``: ``a_π @ X = a @ X[perm]``."""
-    return sp.csr_matrix((a.data, perm[a.indices], a.indptr), shape=a.shape)
+def _update(best: np.ndarray, part: _Grouped | _Direct, U: np.ndarray, B: np.ndarray, V0: np.ndarray) -> None:
+    """Raise ``best`` at the part's phecodes to the largest covariate-adjusted χ² of the block's
+    U (k, b), B (k, c, b), V0 (k, b); a (nearly) degenerate variance is not testable."""
+    V, degenerate = adjusted_variance(V0, B, part.m_inv)
+    chi2 = np.where(degenerate, -np.inf, U * U / np.maximum(V, 1e-300))
+    best[part.ks] = np.maximum(best[part.ks], chi2.max(1))
 
 
 def _chunks(idx: np.ndarray, size: int) -> list[np.ndarray]:

@@ -75,7 +75,7 @@ def run_analysis(scores: pd.DataFrame, similarities: pd.DataFrame, ecg_times: pd
     X = {name: unit_matrix(f, cohort.ecg_units, cohort.units, cfg.ecg_per_admission) for name, f in fams.items()}
     results = {name: associate(name, X[name], fams[name].info, cohort, cfg, show_progress) for name in fams}
     notes += [f"{r.name}: {r.table.attrs['refit_note']}" for r in results.values() if "refit_note" in r.table.attrs]
-    best, comparison, spec = _compare(results, X, cohort, cfg)
+    best, comparison, spec = _compare(results, X, cohort, cfg, show_progress)
     intra = None
     if prototypes is not None and vectors is not None:
         t = results["prototype"].table
@@ -156,7 +156,7 @@ def _add_concepts(fams: dict[str, FeatureFamily], statements: pd.DataFrame | Non
 
 
 def _compare(results: dict[str, FamilyResult], X: dict[str, np.ndarray], cohort: Cohort,
-             cfg: PhenotypeConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+             cfg: PhenotypeConfig, show_progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Best feature per (family, phecode) with its permutation null, feature specificity and the
     family comparison."""
     best = pd.concat([best_per_phecode(r, cohort, cfg.q_threshold) for r in results.values()], ignore_index=True)
@@ -165,7 +165,8 @@ def _compare(results: dict[str, FamilyResult], X: dict[str, np.ndarray], cohort:
         dtype = np.float32 if cfg.screen_dtype == "float32" else np.float64
         groups = cohort.units["subject_id"].to_numpy() if cfg.unit == "admission" else None
         observed = {f: g["best_mlog10p"].to_numpy() for f, g in best.groupby("family", sort=False)}
-        null = permutation_null(X, cohort, cfg.permutations, cfg.seed, dtype, groups=groups, observed=observed)
+        null = permutation_null(X, cohort, cfg.permutations, cfg.seed, dtype, groups=groups, observed=observed,
+                                threads=cfg.threads, show_progress=show_progress)
         best = best.merge(null, on=["family", "phecode"], how="left")
     spec = specificity(pd.concat([r.table for r in results.values()]), cfg.q_threshold)
     comparison = compare_families(best.drop(columns=[c for c in best if c.startswith("null_")]), spec, null)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 from scipy import special, stats
 
 from ecgproto.progress import progress
@@ -113,11 +114,13 @@ def score_screen(X: np.ndarray, Y: np.ndarray, mask: np.ndarray, Z: np.ndarray, 
     Returns arrays shaped (K, p).
     """
     X, Xd, XX = standardised_features(X, dtype)
+    if groups is None:
+        X = None  # the float64 copy is needed only by the cluster-robust variance
     Y = np.asarray(Y)
     mask = np.asarray(mask, dtype=bool)
     Z = np.asarray(Z, dtype=np.float64)
     n, K = Y.shape
-    p = X.shape[1]
+    p = Xd.shape[1]
     chi2 = np.empty((K, p))
     zsc = np.empty((K, p))
     conv = np.empty(K, dtype=bool)
@@ -194,13 +197,14 @@ def rank_auc(X: np.ndarray, Y: np.ndarray, mask: np.ndarray, population: np.ndar
     unit set the mask is drawn from (e.g. one sex for sex-specific phecodes; default all).
     Each feature is sorted once per distinct population, giving average ranks (the case rank
     sums are one matrix product) and integer tie-group ranks. Units of the population outside
-    the mask (excluded controls) are removed exactly by counting, with one batched binary
-    search over all features, the excluded units below (+ ½ tied with) each case — no
-    re-ranking. Features are processed in blocks of ``block`` (memory O(n · block) besides the
-    inputs). AUC = P(x_case > x_control) + ½ P(tie). Returns (K, p); NaN if a phecode has no
+    the mask (excluded controls) are removed exactly by counting — no re-ranking: the excluded
+    units at or below each case from one sort of the phecode's cases and excluded units per
+    feature (``_count_at_or_below``), less half the case–excluded pairs tied (sparse counts over
+    the tie groups). Features are processed in blocks of ``block`` (memory O(n · block) besides
+    the inputs). AUC = P(x_case > x_control) + ½ P(tie). Returns (K, p); NaN if a phecode has no
     cases or no controls.
     """
-    X = np.asarray(X, dtype=np.float64)
+    X = np.asarray(X)  # sorted as given: float32 → float64 would keep every order and tie
     Y = np.asarray(Y, dtype=bool)
     mask = np.asarray(mask, dtype=bool)
     n, K = Y.shape
@@ -216,24 +220,31 @@ def rank_auc(X: np.ndarray, Y: np.ndarray, mask: np.ndarray, population: np.ndar
     for ks in map(np.asarray, groups.values()):
         rows = np.flatnonzero(pop[:, ks[0]])
         Cg = cases[np.ix_(rows, ks)]
-        Cf = Cg.T.astype(np.float64)
         excl = ~mask[np.ix_(rows, ks)]
         corrected = np.flatnonzero(excl.any(0) & (n1[ks] > 0))
+        Cs = sp.csc_matrix(Cg.T, dtype=np.float64)  # rank sums: stored by unit, the case count is small
+        Cc, Ec = sp.csc_matrix(Cg[:, corrected], dtype=np.float64), sp.csc_matrix(excl[:, corrected], dtype=np.float64)
+        who = [(np.flatnonzero(Cg[:, j]), np.flatnonzero(excl[:, j])) for j in corrected]
         u = np.empty((len(ks), p))
         for f in range(0, p, block):
             cols = slice(f, min(f + block, p))
-            ranks, dense, ties = _ranks(X[rows, cols])
-            u[:, cols] = Cf @ ranks - (n1[ks] * (n1[ks] + 1) / 2)[:, None]
-            for j in corrected:
-                u[j, cols] -= _pair_count(dense[Cg[:, j]], dense[excl[:, j]], ties)
+            ranks, dense, tied, tied_col = _ranks(X[rows, cols])
+            u[:, cols] = Cs @ ranks - (n1[ks] * (n1[ks] + 1) / 2)[:, None]
+            # case–excluded pairs tied, per (column, corrected phecode): Σ over tie groups n_case · n_excl
+            per_col = sp.csr_matrix((np.ones(len(tied_col)), (tied_col, np.arange(len(tied_col)))),
+                                    shape=(dense.shape[1], len(tied_col)))
+            tied_pairs = (per_col @ (tied @ Cc).multiply(tied @ Ec)).toarray()
+            for i, (j, (c_idx, e_idx)) in enumerate(zip(corrected, who)):
+                u[j, cols] -= _count_at_or_below(dense[c_idx], dense[e_idx]) - tied_pairs[:, i] / 2
         with np.errstate(invalid="ignore", divide="ignore"):
             auc[ks] = u / (n1[ks] * n0[ks])[:, None]
     return auc
 
 
-def _ranks(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per column of X (n, p), from one sort: 1-based average ranks (float), tie-group ranks
-    0, 1, ... (int32), both (n, p), and whether the column has ties (p,)."""
+def _ranks(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix, np.ndarray]:
+    """Per column of X (n, p), from one sort: 1-based average ranks (float) and tie-group ranks
+    0, 1, ... (int32), both (n, p); the tie groups of two or more units as a (groups, n) 0/1
+    matrix and the column of each group (groups,)."""
     XT = np.ascontiguousarray(X.T)  # rows = features: contiguous sorts
     p, n = XT.shape
     order = np.argsort(XT, axis=1)  # order within ties is irrelevant for all outputs
@@ -247,34 +258,33 @@ def _ranks(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ranks = np.empty(XT.shape)
     dense = np.empty(XT.shape, dtype=np.int32)
     np.put_along_axis(ranks, order, mid[gid].reshape(p, n), axis=1)
+    in_tie = np.flatnonzero(size[gid] > 1)  # sorted positions inside a tie group
+    groups, member = np.unique(gid[in_tie], return_inverse=True)
+    tied = sp.csr_matrix((np.ones(len(in_tie)), (member.ravel(), order.ravel()[in_tie])), shape=(len(groups), n))
     gid = gid.reshape(p, n)
     np.put_along_axis(dense, order, (gid - gid[:, :1]).astype(np.int32), axis=1)
-    return ranks.T, np.ascontiguousarray(dense.T), gid[:, -1] - gid[:, 0] < n - 1
+    return np.ascontiguousarray(ranks.T), np.ascontiguousarray(dense.T), tied, starts[groups] // n
 
 
-def _pair_count(A: np.ndarray, B: np.ndarray, ties: np.ndarray) -> np.ndarray:
-    """Per column j: Σ_{a∈A, b∈B} [a > b] + ½ [a = b] for integer ranks A (na, p), B (nb, p) ≥ 0.
+def _count_at_or_below(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Per column j: Σ_{a∈A} #{b ∈ B: b ≤ a} for integer ranks A (na, p), B (nb, p) ≥ 0.
 
-    Both sets are sorted per column and the smaller one is searched in the larger; columns are
-    offset into disjoint ranges so that one ``searchsorted`` answers every column at once; the
-    second (right-side) search is run only for the columns flagged in ``ties`` (p,).
+    One sort per column of the two sets together, keyed 2·rank + label with A labelled 1 (the B
+    values equal to an A value sort before it): the positions of the A elements sum to the count
+    plus na(na−1)/2.
     """
     na, nb = len(A), len(B)
-    if na == 0 or nb == 0:
-        return np.zeros(A.shape[1])
     p = A.shape[1]
-    off = (np.arange(p, dtype=np.int64) * (int(max(A.max(), B.max())) + 1))[:, None]
-    big, small = (A, B) if na >= nb else (B, A)
-    hay = (np.sort(big, axis=0).T + off).ravel()
-    needles = np.sort(small, axis=0).T + off
-    base = (np.arange(p) * len(big))[:, None]
-    lo = np.searchsorted(hay, needles.ravel(), side="left").reshape(p, -1) - base
-    twice = 2 * lo.sum(1).astype(np.float64)
-    if ties.any():  # #big tied with each needle
-        hi = np.searchsorted(hay, needles[ties].ravel(), side="right").reshape(int(ties.sum()), -1)
-        twice[ties] += (hi - lo[ties] - base[ties]).sum(1)
-    half = twice / 2.0  # Σ over small of (#big below + ½ #big tied)
-    return half if na < nb else na * nb - half
+    if na == 0 or nb == 0:
+        return np.zeros(p)
+    top = 2 * max(int(A.max()), int(B.max())) + 1
+    keys = np.empty((p, na + nb), dtype=np.int32 if top < 2**31 else np.int64)
+    np.multiply(A.T, 2, out=keys[:, :na], casting="unsafe")
+    keys[:, :na] += 1
+    np.multiply(B.T, 2, out=keys[:, na:], casting="unsafe")
+    keys.sort(axis=1)
+    keys &= 1
+    return keys.astype(np.float64) @ np.arange(na + nb, dtype=np.float64) - na * (na - 1) / 2
 
 
 def bh_qvalues(p: np.ndarray) -> np.ndarray:

@@ -93,3 +93,17 @@ def test_counting_rank_auc_without_ties_and_in_small_feature_blocks() -> None:
         np.testing.assert_allclose(rank_auc(X, Y, mask, block=block), ref, rtol=0, atol=1e-12)
     X[:, 4] = np.round(X[:, 4] * 2)  # ties in one column of one block only
     np.testing.assert_allclose(rank_auc(X, Y, mask, block=4), _reference_rank_auc(X, Y, mask), rtol=0, atol=1e-12)
+
+
+def test_group_means_from_sparse_sums_equal_dense_means() -> None:
+    from ecgproto.phenotype.association import _group_means
+
+    X, Y, mask, _ = _random_cohort(seed=4)
+    X = X.astype(np.float32)
+    cases, ctrls = (Y & mask).astype(np.float64), (~Y & mask).astype(np.float64)
+    want1 = cases.T @ X.astype(np.float64) / np.maximum(cases.sum(0), 1)[:, None]
+    want0 = ctrls.T @ X.astype(np.float64) / np.maximum(ctrls.sum(0), 1)[:, None]
+    for block in (128, 3):
+        got1, got0 = _group_means(X, Y, mask, block=block)
+        np.testing.assert_allclose(got1, want1, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(got0, want0, rtol=0, atol=1e-12)

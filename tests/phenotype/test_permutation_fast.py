@@ -6,11 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import scipy.sparse as sp
 
 from ecgproto.phenotype.cohort import Cohort
 from ecgproto.phenotype.compare import cluster_permutation, permutation_null
-from ecgproto.phenotype.nullscreen import PermutationScreen
+from ecgproto.phenotype.nullscreen import SPARSE_CASES_BELOW, PermutationScreen
 from ecgproto.phenotype.stats import score_screen
 
 
@@ -55,7 +54,7 @@ def _cohort(n: int = 3000, K: int = 24, p: int = 9, seed: int = 0, integer_age: 
     pop[:, 7] = sex == 0
     mask = pop.copy()
     rate = np.zeros(K)
-    rate[8:12], rate[12:16] = 0.01, 0.2  # few (grouped + sparse correction) / many (direct) excluded controls
+    rate[8:12], rate[12:16] = 0.01, 0.45  # few (grouped + sparse correction) / many (direct) excluded controls
     mask &= (rng.random((n, K)) > rate) | Y
     Y &= pop
     units = pd.DataFrame({"subject_id": np.arange(n), "age": age, "sex": sex})
@@ -88,13 +87,17 @@ def test_permutation_screen_uses_both_paths_and_matches_score_screen() -> None:
              for part in screen.parts}
     assert set(kinds) == {"_Grouped", "_Direct"}
     assert set(range(12, 16)) <= set(kinds["_Direct"]) and set(range(12)) <= set(kinds["_Grouped"])
-    sparse_cases = [q.ks for q in screen.parts if type(q).__name__ == "_Grouped" and sp.issparse(q.cases)]
-    assert sparse_cases and set(np.concatenate(sparse_cases)) <= set(range(16, 20))
+    grouped = np.concatenate([q.ks for q in screen.parts if type(q).__name__ == "_Grouped"])
+    frac = (cohort.Y.astype(bool) & cohort.mask).mean(0)[grouped]
+    assert set(range(16, 20)) <= set(grouped[screen.sides.sparse_rows])  # rare: the sparse case sums
+    assert (frac[screen.sides.sparse_rows] < SPARSE_CASES_BELOW).all()
+    assert len(screen.sides.dense_rows) and (frac[screen.sides.dense_rows] >= SPARSE_CASES_BELOW).all()
     perm = np.random.default_rng(0).permutation(len(X))
     keep = X.std(0) > 0
-    got = screen.best_mlog10p(screen.prepare(X[:, keep]), perm)
     want = -np.log10(np.nanmin(score_screen(X[perm][:, keep], cohort.Y, cohort.mask, Z).p, axis=1))
-    np.testing.assert_allclose(got, want, rtol=1e-9)
+    for block in (64, 2):  # one feature block, and blocks whose maxima are combined
+        got = screen.best_mlog10p(screen.prepare(X[:, keep], block=block), perm)
+        np.testing.assert_allclose(got, want, rtol=1e-9)
 
 
 def test_permutation_null_float32_close_to_float64() -> None:
@@ -103,3 +106,11 @@ def test_permutation_null_float32_close_to_float64() -> None:
     new = permutation_null({"prototype": X}, cohort, 5, seed=0, dtype=np.float32)
     cols = ["null_mean_best_mlog10p", "null_q95_best_mlog10p"]
     np.testing.assert_allclose(new[cols].to_numpy(), ref[cols].to_numpy(), atol=1e-3)
+
+
+def test_permutation_null_does_not_depend_on_threads() -> None:
+    cohort, X = _cohort(seed=3)
+    fams = {"prototype": X, "class": X[:, [0, 3, 4]] ** 2}
+    one = permutation_null(fams, cohort, 5, seed=1, threads=1)
+    three = permutation_null(fams, cohort, 5, seed=1, threads=3)
+    pd.testing.assert_frame_equal(one, three)

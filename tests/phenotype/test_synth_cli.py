@@ -85,12 +85,12 @@ def _run_cli(archive, tmp_path, *extra: str):
 
 
 def test_phenotype_cli_on_synthetic_archive(archive, tmp_path) -> None:
-    out = _run_cli(archive, tmp_path)
+    out = _run_cli(archive, tmp_path, "--threads", "2")
     assoc = pd.read_parquet(out / "associations.parquet")
     assert len(assoc) > 0 and len(pd.read_csv(out / "associations.csv")) == len(assoc)
     assert set(pd.read_csv(out / "auroc.csv", dtype={"phecode": str})["phecode"]) == {"427.2"}
     assert len(pd.read_csv(out / "family_comparison.csv")) > 0
-    assert resolved_config(out).phenotype.permutations == 1
+    assert resolved_config(out).phenotype.permutations == 1 and resolved_config(out).phenotype.threads == 2
     meta = json.loads((out / "run_metadata.json").read_text())
     flow = meta["cohort_flow"]
     assert flow["ecgs_status_not_ok"] == 1 and flow["ecgs_outside_admission_windows"] > 0
