@@ -158,9 +158,7 @@ class PermutationScreen:
     def prepare(self, X: np.ndarray, block: int = FEATURE_BLOCK) -> list[tuple[np.ndarray, np.ndarray]]:
         """Standardised X and X∘X in ``dtype``, as ``score_screen`` makes them (a row shuffle keeps
         the column means and SDs), as contiguous blocks of ``block`` columns."""
-        _, Xd, XXd = standardised_features(X, self.dtype)
-        return [(np.ascontiguousarray(Xd[:, f:f + block]), np.ascontiguousarray(XXd[:, f:f + block]))
-                for f in range(0, Xd.shape[1], block)]
+        return [standardised_features(X[:, f:f + block], self.dtype)[1:] for f in range(0, X.shape[1], block)]
 
     def best_mlog10p(self, prepared: list[tuple[np.ndarray, np.ndarray]], perm: np.ndarray) -> np.ndarray:
         """−log10 of the smallest score-test p per phecode (K,) when unit i carries feature row

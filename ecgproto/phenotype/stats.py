@@ -140,13 +140,20 @@ def score_screen(X: np.ndarray, Y: np.ndarray, mask: np.ndarray, Z: np.ndarray, 
     return ScreenResult(chi2=chi2, z=zsc, p=stats.chi2.sf(chi2, 1), null_converged=conv)
 
 
-def standardised_features(X: np.ndarray, dtype: type) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def standardised_features(X: np.ndarray, dtype: type, block: int = 128) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Features centred and scaled to unit SD (constant columns only centred): float64, and it and
-    its square in ``dtype`` for the large products."""
-    X = np.asarray(X, dtype=np.float64)
-    sd = X.std(0)
-    X = (X - X.mean(0)) / np.where(sd > 0, sd, 1.0)
-    return X, X.astype(dtype), (X * X).astype(dtype)
+    its square in ``dtype`` for the large products (with ``dtype`` float64 the first two are one
+    array). Standardised in place, ``block`` columns at a time: one float64 copy of X, no
+    temporaries of its size."""
+    X = np.array(X, dtype=np.float64)
+    XX = np.empty(X.shape, dtype=dtype)
+    for f in range(0, X.shape[1], block):
+        cols = X[:, f:f + block]
+        sd = cols.std(0)
+        cols -= cols.mean(0)
+        cols /= np.where(sd > 0, sd, 1.0)
+        XX[:, f:f + block] = cols * cols
+    return X, X if np.dtype(dtype) == np.float64 else X.astype(dtype), XX
 
 
 def score_products(R: np.ndarray, W: np.ndarray, Z: np.ndarray, Xd: np.ndarray, XX: np.ndarray,
