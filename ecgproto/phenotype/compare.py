@@ -110,12 +110,19 @@ def permutation_null(X_by_family: dict[str, np.ndarray], cohort: Cohort, n_perm:
             for f, X in X_by_family.items():
                 res = score_screen(X[perm][:, keep[f]], cohort.Y, cohort.mask, Z, dtype=dtype, groups=groups)
                 acc[f][b] = -np.log10(np.maximum(np.nanmin(res.p, axis=1), 1e-300))
+    return null_summary(acc, cohort, observed)
+
+
+def null_summary(acc: dict[str, np.ndarray], cohort: Cohort,
+                 observed: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """One row per (family, phecode) from the null best −log10 p of each shuffle ``acc``
+    {family: (n_perm, K)}: mean, 95th percentile and, with ``observed``, ``null_perm_p``."""
     rows = []
     for f, a in acc.items():
         frame = pd.DataFrame({"family": f, "phecode": cohort.phecodes["phecode"].to_numpy(),
                               "null_mean_best_mlog10p": a.mean(0), "null_q95_best_mlog10p": np.quantile(a, 0.95, axis=0)})
         if observed is not None and f in observed:
-            frame["null_perm_p"] = (1 + (a >= np.asarray(observed[f])[None, :] - 1e-12).sum(0)) / (1 + n_perm)
+            frame["null_perm_p"] = (1 + (a >= np.asarray(observed[f])[None, :] - 1e-12).sum(0)) / (1 + len(a))
         rows.append(frame)
     return pd.concat(rows, ignore_index=True)
 

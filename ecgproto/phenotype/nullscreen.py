@@ -47,12 +47,14 @@ FEATURE_BLOCK = 64
 class _Grouped:
     """Phecodes ``ks`` screened from group sums; ``rows`` their rows of the grouped phecodes' sums;
     ``base_u``/``base_v`` (G, k): null μ and μ(1−μ) per covariate group on the groups' majority
-    mask (0 where most of a group is not analysed)."""
+    mask (0 where most of a group is not analysed); ``base_b`` (k·c, G): μ(1−μ)·Z_j per group,
+    row j·c + covariate (B's group weights)."""
 
     ks: np.ndarray
     rows: slice
     base_u: np.ndarray
     base_v: np.ndarray
+    base_b: np.ndarray
     m_inv: np.ndarray
 
 
@@ -121,8 +123,10 @@ class PermutationScreen:
         grouped = np.flatnonzero(~direct)
         cu, cb, cv = [], [], []
         for s, ks in zip(range(0, len(grouped), chunk), _chunks(grouped, chunk)):
-            self.parts.append(_Grouped(ks, slice(s, s + len(ks)), major[:, ks] * gamma[:, ks],
-                                       major[:, ks] * omega[:, ks], fit.m_inv[ks]))
+            base_v = major[:, ks] * omega[:, ks]
+            base_b = (base_v.T[:, None, :] * zg.T[None]).reshape(len(ks) * zg.shape[1], -1)
+            self.parts.append(_Grouped(ks, slice(s, s + len(ks)), major[:, ks] * gamma[:, ks], base_v, base_b,
+                                       fit.m_inv[ks]))
             for out, m in zip((cu, cb, cv), self._corrections(ks, mask, major[:, ks], gamma[:, ks],
                                                                omega[:, ks])):
                 out.append(m)
@@ -194,8 +198,7 @@ class PermutationScreen:
         Vc = (m.square @ XXp).astype(np.float64)
         for part in parts:
             k, rows = len(part.ks), part.rows
-            wz = part.base_v.T[:, None, :] * self.zg.T[None]  # (k, c, G): majority-mask μ(1−μ) Z_j per group
-            B = (wz.reshape(k * c, -1) @ S1 + Bc[rows.start * c:rows.stop * c]).reshape(k, c, p)
+            B = (part.base_b @ S1 + Bc[rows.start * c:rows.stop * c]).reshape(k, c, p)
             _update(best, part, U[rows] - part.base_u.T @ S1, B, part.base_v.T @ S2 + Vc[rows])
 
 

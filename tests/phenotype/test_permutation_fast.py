@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from ecgproto.phenotype.cohort import Cohort
-from ecgproto.phenotype.compare import cluster_permutation, permutation_null
+from ecgproto.phenotype.compare import cluster_permutation, null_summary, permutation_null
 from ecgproto.phenotype.nullscreen import SPARSE_CASES_BELOW, PermutationScreen
 from ecgproto.phenotype.stats import score_screen
 
@@ -25,14 +25,7 @@ def reference_permutation_null(X_by_family, cohort, n_perm, seed, dtype=np.float
         for f, X in X_by_family.items():
             res = score_screen(X[perm][:, keep[f]], cohort.Y, cohort.mask, Z, dtype=dtype, groups=groups)
             acc[f][b] = -np.log10(np.maximum(np.nanmin(res.p, axis=1), 1e-300))
-    rows = []
-    for f, a in acc.items():
-        frame = pd.DataFrame({"family": f, "phecode": cohort.phecodes["phecode"].to_numpy(),
-                              "null_mean_best_mlog10p": a.mean(0), "null_q95_best_mlog10p": np.quantile(a, 0.95, axis=0)})
-        if observed is not None and f in observed:
-            frame["null_perm_p"] = (1 + (a >= np.asarray(observed[f])[None, :] - 1e-12).sum(0)) / (1 + n_perm)
-        rows.append(frame)
-    return pd.concat(rows, ignore_index=True)
+    return null_summary(acc, cohort, observed)  # the summary is shared; the shuffles' statistics are not
 
 
 def _cohort(n: int = 3000, K: int = 24, p: int = 9, seed: int = 0, integer_age: bool = True):
