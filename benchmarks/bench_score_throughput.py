@@ -19,7 +19,10 @@ BatchNorm folded as the scorer runs them), ``--rounds`` rounds, each measuring s
 The headline ratio is end to end ÷ (workers × the one-thread bare pass): 1.0 would mean reading,
 validating, filtering and writing cost nothing and the workers scale perfectly. The second ratio,
 end to end ÷ the concurrent bare passes, separates what reading costs from what sharing the cores
-costs. All are medians over the rounds (each round's figures come from the same minute). The
+costs. The ceilings say what the headline ratio could be at best: forward ÷ (forward + reading), with
+the measured ``read_batch`` cost, and with only the raw file I/O (header bytes and samples, nothing
+checked); a model whose forward pass costs no more than reading a record cannot reach 0.9 on any
+arrangement of the cores. All are medians over the rounds (each round's figures come from the same minute). The
 resampling cost is (1/rate₅₀₀ − 1/rate₁₀₀) × workers: CPU milliseconds per record. Peak resident
 memory of the scorer + workers (sampled from /proc every 20 ms) at ``--small`` and ``--records``
 records; the steady-state rate is the records between those two sizes over the time between the
@@ -180,22 +183,42 @@ def read_costs(paths100: list[str], paths500: list[str], repeats: int = 3) -> di
 
     prep = Preprocessing.from_meta({"sampling_rate": 100, "n_samples": 1000,
                                     "highpass": {"cutoff_hz": 0.5, "order": 1}})
-    best = {"100": np.inf, "500": np.inf}
+    best = {"100": np.inf, "500": np.inf, "raw": np.inf}
     for _ in range(repeats):
-        for key, paths in (("100", paths100), ("500", paths500)):
+        for key, paths in (("100", paths100), ("500", paths500), ("raw", paths100)):
             start = time.process_time()
-            for i in range(0, len(paths), 64):
-                read_batch(paths[i:i + 64], prep)
+            if key == "raw":
+                for path in paths:
+                    raw_io(path)
+            else:
+                for i in range(0, len(paths), 64):
+                    read_batch(paths[i:i + 64], prep)
             best[key] = min(best[key], (time.process_time() - start) / len(paths) * 1e3)
     return {"read_ms_per_record_100hz": round(best["100"], 3), "read_ms_per_record_500hz": round(best["500"], 3),
-            "resampling_ms_per_record": round(best["500"] - best["100"], 3)}
+            "resampling_ms_per_record": round(best["500"] - best["100"], 3),
+            "raw_io_ms_per_record_100hz": round(best["raw"], 3)}
+
+
+def raw_io(path: str) -> np.ndarray:
+    """The least any reader does: the header's bytes and the int16 samples as float32, nothing checked."""
+    with open(f"{path}.hea", "rb") as fh:
+        fh.read().decode()
+    return np.fromfile(f"{path}.dat", dtype="<i2").reshape(-1, 12).T.astype(np.float32)
+
+
+def ceiling(bare_records_per_s: float, read_ms: float) -> float:
+    """The ratio end to end ÷ (workers × bare) if reading ``read_ms`` per record were the only cost
+    added to the forward pass and the workers scaled perfectly: forward ÷ (forward + read)."""
+    forward_ms = 1e3 / bare_records_per_s
+    return forward_ms / (forward_ms + read_ms)
 
 
 def _median(values: list[float]) -> float:
     return float(np.median(values))
 
 
-def measure_model(config: str, work: Path, sources: dict[str, Path], args: argparse.Namespace) -> dict:
+def measure_model(config: str, work: Path, sources: dict[str, Path], args: argparse.Namespace,
+                  reads: dict) -> dict:
     """Every round of one model; medians and the per-round figures."""
     ckpt = work / f"{Path(config).stem}.pt"
     info = build_checkpoint(ckpt, config)
@@ -221,6 +244,8 @@ def measure_model(config: str, work: Path, sources: dict[str, Path], args: argpa
             "ratio_steady_state_over_workers_x_bare": round(marginal / (args.workers * one), 3),
             "ratio_end_to_end_over_concurrent_bare": round(rate100 / sum(together), 3),
             "ratio_concurrent_bare_over_workers_x_bare": round(sum(together) / (args.workers * one), 3),
+            "ceiling_forward_over_forward_plus_read": round(ceiling(one, reads["read_ms_per_record_100hz"]), 3),
+            "ceiling_forward_over_forward_plus_raw_io": round(ceiling(one, reads["raw_io_ms_per_record_100hz"]), 3),
             "ratio_500hz_over_100hz": round(rate500 / rate100, 3),
             "resampling_cpu_ms_per_record": round((1 / rate500 - 1 / rate100) * args.workers * 1e3, 3),
             "end_to_end_cpu_ms_per_record": round(e100["cpu_s"] / e100["records"] * 1e3, 3),
@@ -232,7 +257,8 @@ def measure_model(config: str, work: Path, sources: dict[str, Path], args: argpa
     keys = ("bare_1_thread_records_per_s", "end_to_end_100hz_records_per_s", "end_to_end_500hz_records_per_s",
             "ratio_end_to_end_over_workers_x_bare", "steady_state_records_per_s",
             "ratio_steady_state_over_workers_x_bare", "ratio_end_to_end_over_concurrent_bare",
-            "ratio_concurrent_bare_over_workers_x_bare", "ratio_500hz_over_100hz", "resampling_cpu_ms_per_record",
+            "ratio_concurrent_bare_over_workers_x_bare", "ceiling_forward_over_forward_plus_read",
+            "ceiling_forward_over_forward_plus_raw_io", "ratio_500hz_over_100hz", "resampling_cpu_ms_per_record",
             "end_to_end_cpu_ms_per_record")
     medians = {k: round(_median([rd[k] for rd in rounds]), 3) for k in keys}
     medians["bare_concurrent_records_per_s"] = round(_median([sum(rd["bare_concurrent_records_per_s"])
@@ -296,7 +322,14 @@ def write_markdown(result: dict, path: Path) -> None:
     rc = result["read_costs"]
     md += ["", f"Reading + validation + high-pass alone (`read_batch`, one thread, CPU time): "
                f"{rc['read_ms_per_record_100hz']} ms/record from 100 Hz files, {rc['read_ms_per_record_500hz']} ms/record "
-               f"from 500 Hz files (resampling {rc['resampling_ms_per_record']} ms/record).", ""]
+               f"from 500 Hz files (resampling {rc['resampling_ms_per_record']} ms/record); the least any reader "
+               f"does (header bytes + int16 samples as float32, nothing checked or filtered): "
+               f"{rc['raw_io_ms_per_record_100hz']} ms/record.", "",
+           "Ceiling of the headline ratio if that reading were the only cost added to the forward pass and the "
+           "workers scaled perfectly, forward ÷ (forward + read): "
+           + "; ".join(f"`{m['config']}` {m['median']['ceiling_forward_over_forward_plus_read']:.2f} "
+                       f"({m['median']['ceiling_forward_over_forward_plus_raw_io']:.2f} with raw I/O only)"
+                       for m in result["models"]) + ".", ""]
     for m in result["models"]:
         mem = m["peak_memory"]
         md.append(f"Peak RSS (scorer + workers, summed), `{m['config']}`: {mem[0]['peak_rss_mib']} MiB at "
@@ -341,9 +374,9 @@ def main() -> int:
         "records": args.records, "batch_size": args.batch_size, "workers": args.workers, "rounds": args.rounds,
         "chunk_size": args.chunk_size, "cpu_count": os.cpu_count(),
         "load_average_1min_at_start": round(os.getloadavg()[0], 2),
-        "read_costs": read_costs(sources["paths100"], sources["paths500"]),
-        "models": [measure_model(c, work, sources, args) for c in args.configs],
     }
+    result["read_costs"] = read_costs(sources["paths100"], sources["paths500"])
+    result["models"] = [measure_model(c, work, sources, args, result["read_costs"]) for c in args.configs]
     result["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
