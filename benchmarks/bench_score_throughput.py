@@ -177,22 +177,25 @@ def end_to_end(ckpt: Path, source: Path, out: Path, args: argparse.Namespace) ->
 
 def read_costs(paths100: list[str], paths500: list[str], repeats: int = 3) -> dict:
     """CPU ms per record of the scorer's reading + validation + high-pass (``read_batch``), one
-    thread, 100 Hz files vs the same records' 500 Hz files, alternating, best of ``repeats``."""
+    thread, 100 Hz files vs the same records' 500 Hz files, and the raw file I/O alone (:func:`raw_io`),
+    alternating, best of ``repeats``."""
     from ecgproto.data.preprocess import Preprocessing
     from ecgproto.score.worker import read_batch
 
     prep = Preprocessing.from_meta({"sampling_rate": 100, "n_samples": 1000,
                                     "highpass": {"cutoff_hz": 0.5, "order": 1}})
-    best = {"100": np.inf, "500": np.inf, "raw": np.inf}
+
+    def batches(paths: list[str]) -> None:
+        for i in range(0, len(paths), 64):
+            read_batch(paths[i:i + 64], prep)
+
+    passes = {"100": (batches, paths100), "500": (batches, paths500),
+              "raw": (lambda paths: [raw_io(p) for p in paths], paths100)}
+    best = dict.fromkeys(passes, np.inf)
     for _ in range(repeats):
-        for key, paths in (("100", paths100), ("500", paths500), ("raw", paths100)):
+        for key, (run, paths) in passes.items():
             start = time.process_time()
-            if key == "raw":
-                for path in paths:
-                    raw_io(path)
-            else:
-                for i in range(0, len(paths), 64):
-                    read_batch(paths[i:i + 64], prep)
+            run(paths)
             best[key] = min(best[key], (time.process_time() - start) / len(paths) * 1e3)
     return {"read_ms_per_record_100hz": round(best["100"], 3), "read_ms_per_record_500hz": round(best["500"], 3),
             "resampling_ms_per_record": round(best["500"] - best["100"], 3),
