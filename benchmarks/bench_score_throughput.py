@@ -177,19 +177,23 @@ def end_to_end(ckpt: Path, source: Path, out: Path, args: argparse.Namespace) ->
 
 def read_costs(paths100: list[str], paths500: list[str], repeats: int = 3) -> dict:
     """CPU ms per record of the scorer's reading + validation + high-pass (``read_batch``), one
-    thread, 100 Hz files vs the same records' 500 Hz files, and the raw file I/O alone (:func:`raw_io`),
-    alternating, best of ``repeats``."""
+    thread, 100 Hz files vs the same records' 500 Hz files; the reader without the high-pass,
+    record by record (``read_record``) vs batched (``read_records``, what ``read_batch`` calls);
+    and the raw file I/O alone (:func:`raw_io`); alternating, best of ``repeats``."""
     from ecgproto.data.preprocess import Preprocessing
+    from ecgproto.data.wfdb_io import read_record, read_records
     from ecgproto.score.worker import read_batch
 
     prep = Preprocessing.from_meta({"sampling_rate": 100, "n_samples": 1000,
                                     "highpass": {"cutoff_hz": 0.5, "order": 1}})
 
-    def batches(paths: list[str]) -> None:
+    def batches(paths: list[str], read=lambda chunk: read_batch(chunk, prep)) -> None:
         for i in range(0, len(paths), 64):
-            read_batch(paths[i:i + 64], prep)
+            read(paths[i:i + 64])
 
     passes = {"100": (batches, paths100), "500": (batches, paths500),
+              "alone": (lambda paths: [read_record(p, 100, 1000) for p in paths], paths100),
+              "together": (lambda paths: batches(paths, lambda chunk: read_records(chunk, 100, 1000)), paths100),
               "raw": (lambda paths: [raw_io(p) for p in paths], paths100)}
     best = dict.fromkeys(passes, np.inf)
     for _ in range(repeats):
@@ -199,6 +203,8 @@ def read_costs(paths100: list[str], paths500: list[str], repeats: int = 3) -> di
             best[key] = min(best[key], (time.process_time() - start) / len(paths) * 1e3)
     return {"read_ms_per_record_100hz": round(best["100"], 3), "read_ms_per_record_500hz": round(best["500"], 3),
             "resampling_ms_per_record": round(best["500"] - best["100"], 3),
+            "reader_ms_per_record_one_by_one": round(best["alone"], 3),
+            "reader_ms_per_record_batched": round(best["together"], 3),
             "raw_io_ms_per_record_100hz": round(best["raw"], 3)}
 
 
@@ -325,7 +331,10 @@ def write_markdown(result: dict, path: Path) -> None:
     rc = result["read_costs"]
     md += ["", f"Reading + validation + high-pass alone (`read_batch`, one thread, CPU time): "
                f"{rc['read_ms_per_record_100hz']} ms/record from 100 Hz files, {rc['read_ms_per_record_500hz']} ms/record "
-               f"from 500 Hz files (resampling {rc['resampling_ms_per_record']} ms/record); the least any reader "
+               f"from 500 Hz files (resampling {rc['resampling_ms_per_record']} ms/record); the reader without the "
+               f"high-pass {rc['reader_ms_per_record_batched']} ms/record batched (`read_records`, what `read_batch` "
+               f"calls) vs {rc['reader_ms_per_record_one_by_one']} ms/record one record at a time (`read_record`, "
+               f"the same results); the least any reader "
                f"does (header bytes + int16 samples as float32, nothing checked or filtered): "
                f"{rc['raw_io_ms_per_record_100hz']} ms/record.", "",
            "Ceiling of the headline ratio if that reading were the only cost added to the forward pass and the "

@@ -132,22 +132,22 @@ def main() -> None:
                                   "statuses_as_expected": scores["status"].to_dict() == expected,
                                   "ok_rows_identical_to_run_without_bad_records": bool(same)}
 
-        real = worker.read_record
+        real = worker.read_records
 
-        def deadly(path, fs, n):
-            if Path(path).name == "gain_x10":
+        def deadly(paths, fs, n):
+            if any(Path(path).name == "gain_x10" for path in paths):
                 os.kill(os.getpid(), signal.SIGKILL)
-            return real(path, fs, n)
+            return real(paths, fs, n)
 
         small = ScoreOptions(batch_size=4, chunk_size=8, workers=2, threads=1)
         score_archive(ckpt, corpus, tmp / "unkilled", small)  # the same batches, nobody killed
-        worker.read_record = deadly
+        worker.read_records = deadly
         try:
             t = time.perf_counter()
             summary = score_archive(ckpt, corpus, tmp / "killed", small)
             killed_s = time.perf_counter() - t
         finally:
-            worker.read_record = real
+            worker.read_records = real
         killed = pd.read_parquet(tmp / "killed" / "scores.parquet").set_index("record_id")
         unkilled = pd.read_parquet(tmp / "unkilled" / "scores.parquet").set_index("record_id")
         others = [n for n in killed.index if n != "gain_x10"]

@@ -6,7 +6,8 @@ instead of one model process waiting on readers, and only the small result array
 process boundary. With the model on a GPU the workers only read and preprocess
 (:class:`BatchReader`: reading, high-pass and the OOD band powers, all CPU work) and the main
 process runs each batch on the device (:meth:`BatchScorer.score_read`). The
-preprocessing is exactly the checkpoint's: ``read_record`` (lead order by name, resampling to
+preprocessing is exactly the checkpoint's: ``read_records`` (``read_record`` of each record, with
+the common layout's checks batched; lead order by name, resampling to
 the model rate, validation) then the zero-phase high-pass with the checkpoint's cutoff and
 order. Standardisation lives inside the model.
 """
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 
 from ecgproto.data.preprocess import Preprocessing
-from ecgproto.data.wfdb_io import read_record
+from ecgproto.data.wfdb_io import RecordResult, read_record, read_records
 from ecgproto.model.ood import band_powers, feature_width, ood_features, pooled_latents
 
 READ_ERROR = "read_error"  # status of a record whose reader raised (a reader bug, not a bad file)
@@ -44,25 +45,29 @@ class ReadBatch:
     band_powers: np.ndarray | None = None
 
 
+def _read_alone(path: str, prep: Preprocessing) -> RecordResult:
+    try:
+        return read_record(path, prep.fs, prep.n_samples)
+    except Exception as exc:  # a reader bug must not stop an archive run
+        return RecordResult(path, None, READ_ERROR, f"record {path}: the reader failed ({type(exc).__name__}: {exc})",
+                            None)
+
+
 def read_batch(paths: list[str], prep: Preprocessing) -> ReadBatch:
-    """Read, validate and high-pass ``paths`` (WFDB records without extension); never raises per record."""
-    status: list[str] = []
-    message: list[str] = []
-    good: list[np.ndarray] = []
-    for path in paths:
-        try:
-            result = read_record(path, prep.fs, prep.n_samples)
-            st, msg, sig = result.status, result.message, result.signal
-        except Exception as exc:  # a reader bug must not stop an archive run
-            st, msg, sig = READ_ERROR, f"record {path}: the reader failed ({type(exc).__name__}: {exc})", None
-        if st == "ok" and sig is not None:
-            good.append(sig)
-        status.append(st)
-        message.append("" if st == "ok" else msg)
+    """Read, validate and high-pass ``paths`` (WFDB records without extension); never raises per record.
+
+    The records are read together (:func:`~ecgproto.data.wfdb_io.read_records`); should that raise
+    (a reader bug), each record is read alone, so only the records the bug concerns get ``read_error``."""
+    try:
+        results = read_records(paths, prep.fs, prep.n_samples)
+    except Exception:
+        results = [_read_alone(path, prep) for path in paths]
+    status = [r.status for r in results]
+    message = ["" if r.status == "ok" else r.message for r in results]
+    good = [r.signal for r in results if r.status == "ok" and r.signal is not None]
     if good:
         stacked = np.stack(good).astype(np.float32, copy=False)
-        signals = np.ascontiguousarray(prep.filter(stacked),
-                                       dtype=np.float32)
+        signals = np.ascontiguousarray(prep.filter(stacked), dtype=np.float32)
     else:
         signals = np.zeros((0, 12, prep.n_samples), dtype=np.float32)
     return ReadBatch(signals, status, message)

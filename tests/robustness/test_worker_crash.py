@@ -39,16 +39,16 @@ def test_a_record_that_kills_its_worker_gets_worker_crashed_and_the_run_goes_on(
     reference = score_archive(checkpoint, data, tmp_path / "ref", OPTIONS)
     assert reference.status_counts == {"ok": 5}
     marker = tmp_path / "flaky-died-once"
-    real = worker.read_record
+    real = worker.read_records
 
-    def deadly(path, fs, n_samples):  # SIGKILL, as the out-of-memory killer does
-        name = Path(path).name
-        if name == "killer" or (name == "flaky" and not marker.exists()):
+    def deadly(paths, fs, n_samples):  # SIGKILL, as the out-of-memory killer does
+        names = {Path(path).name for path in paths}
+        if "killer" in names or ("flaky" in names and not marker.exists()):
             marker.touch()
             os.kill(os.getpid(), signal.SIGKILL)
-        return real(path, fs, n_samples)
+        return real(paths, fs, n_samples)
 
-    monkeypatch.setattr(worker, "read_record", deadly)
+    monkeypatch.setattr(worker, "read_records", deadly)
     summary = score_archive(checkpoint, data, tmp_path / "out", OPTIONS)
     scores = pd.read_parquet(tmp_path / "out" / "scores.parquet").set_index("record_id")
     ref = pd.read_parquet(tmp_path / "ref" / "scores.parquet").set_index("record_id")
@@ -64,14 +64,14 @@ def test_several_killers_in_flight_at_once(checkpoint, ptbxl_sample, tmp_path, m
     data = _folder(ptbxl_sample, tmp_path / "data", names)
     options = ScoreOptions(batch_size=2, chunk_size=4, workers=2, threads=1)
     score_archive(checkpoint, data, tmp_path / "ref", options)
-    real = worker.read_record
+    real = worker.read_records
 
-    def deadly(path, fs, n_samples):
-        if Path(path).name.endswith("_killer"):
+    def deadly(paths, fs, n_samples):
+        if any(Path(path).name.endswith("_killer") for path in paths):
             os.kill(os.getpid(), signal.SIGKILL)
-        return real(path, fs, n_samples)
+        return real(paths, fs, n_samples)
 
-    monkeypatch.setattr(worker, "read_record", deadly)
+    monkeypatch.setattr(worker, "read_records", deadly)
     score_archive(checkpoint, data, tmp_path / "out", options)
     scores = pd.read_parquet(tmp_path / "out" / "scores.parquet").set_index("record_id")
     ref = pd.read_parquet(tmp_path / "ref" / "scores.parquet").set_index("record_id")
