@@ -12,7 +12,8 @@ Layout of ``<cache_dir>/<key[:16]>/``:
 
 Each record is read from its file at :func:`source_rate` (``filename_lr`` for 100 Hz, else
 ``filename_hr``); when that file's header is missing but the other rate's exists, the other file is
-read and resampled to ``data.sampling_rate`` by :func:`~ecgproto.data.wfdb_io.read_record`.
+read and resampled to ``data.sampling_rate`` by :func:`~ecgproto.data.wfdb_io.read_records` (exactly
+:func:`~ecgproto.data.wfdb_io.read_record` of each record, a chunk at a time).
 ``source_fs`` records the rate of the file read (100 or 500 Hz; 0 when neither exists).
 
 The key is the sha256 of the input file list (relative path, size, mtime of the two CSV files and
@@ -46,7 +47,7 @@ from ecgproto.data.labels import all_labels
 from ecgproto.data.preprocess import fit_standardization, highpass
 from ecgproto.data.ptbxl import (DATABASE, QUALITY_COLUMNS, RATES, SPLITS, STATEMENTS, PtbxlIndex, assign_split,
                                  load_ptbxl, other_rate_of)
-from ecgproto.data.wfdb_io import LEADS, read_record
+from ecgproto.data.wfdb_io import LEADS, read_records
 from ecgproto.progress import progress
 from ecgproto.errors import InputNotFoundError, UserError
 
@@ -139,8 +140,7 @@ def _read_chunk(paths: list[str], fs: int, n_samples: int, cutoff_hz: float, ord
     """Worker: read + validate + high-pass a list of records. Returns (signals (k,12,T) float32, statuses, messages)."""
     out = np.zeros((len(paths), len(LEADS), n_samples), dtype=np.float32)
     statuses, messages = [], []
-    for i, path in enumerate(paths):
-        result = read_record(path, fs, n_samples)
+    for i, result in enumerate(read_records(paths, fs, n_samples)):
         statuses.append(result.status)
         messages.append(result.message)
         if result.signal is not None:
