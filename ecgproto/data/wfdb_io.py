@@ -489,7 +489,10 @@ def read_records(paths: list[str] | list[Path], fs: int, n_samples: int) -> list
         else:
             results[i] = _finish(staged, fs, n_samples)
     for members in groups.values():
-        passed = _checked_together([s for _, s in members], fs)
+        try:
+            passed = _checked_together([s for _, s in members], fs)
+        except Exception:  # a header value the batched arithmetic cannot take: the per-record steps name it
+            passed = [None] * len(members)
         for (i, staged), signal in zip(members, passed):
             results[i] = (_finish(staged, fs, n_samples) if signal is None else
                           RecordResult(record=staged.stem, signal=signal, status="ok", message="", fs_in=staged.info.fs))
@@ -514,7 +517,9 @@ def _checked_together(staged: list[_Staged], fs: int, block: int = 8) -> list[np
     summed = [k for k, s in enumerate(staged) if _whole(s.header, s.n_frames) and s.header.checksum]
     if summed:
         sums = np.mod(digital[summed].sum(axis=2, dtype=np.int64), 65536)
-        expected = np.mod(np.asarray([staged[k].header.checksum for k in summed], dtype=np.int64), 65536)
+        # modulo in Python first: a header's checksum field may hold any integer (2**70 overflows int64; the
+        # per-record path reports that record's error)
+        expected = np.asarray([[c % 65536 for c in staged[k].header.checksum] for k in summed], dtype=np.int64)
         suspect[summed] = (sums != expected).any(axis=1)
     cols = np.asarray([_lead_columns(s.info) for s in staged])  # (B, 12)
     rows = np.arange(n)[:, None]

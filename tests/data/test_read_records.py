@@ -67,6 +67,8 @@ def _mixed_batch(ptbxl_sample: Path, folder: Path) -> list[Path]:
     _edit_header(folder, "negative_gain", 4, 2, lambda v: "-" + v)
     _write(folder, "zero_gain", good, list(LEADS), gain=200.0)  # gain 0 means 200 adu/mV
     _edit_header(folder, "zero_gain", 1, 2, lambda v: "0(0)/mV")
+    _write(folder, "checksum_overflow", good, list(LEADS))
+    _edit_header(folder, "checksum_overflow", 1, 6, lambda v: 2**70)  # any integer parses; int64 cannot hold it
     _write(folder, "no_file", good, list(LEADS))
     (folder / "no_file.dat").unlink()
     return sorted(p.with_suffix("") for p in folder.glob("*.hea"))
@@ -98,9 +100,10 @@ def test_batched_reader_equals_the_per_record_reader(ptbxl_sample: Path, tmp_pat
     assert all(_same(a, b) for a, b in zip(alone, batched)), [a.record for a, b in zip(alone, batched) if not _same(a, b)]
     if (fs, n_samples) == (100, 1000):
         status = {Path(r.record).name: r.status for r in alone}
-        assert {status[n] for n in ("nan", "flat", "loud", "gain_x10", "checksum", "too_short", "no_file")} == {
+        assert {status[n] for n in ("nan", "flat", "loud", "gain_x10", "checksum", "too_short", "no_file",
+                                    "checksum_overflow")} == {
             "nan", "flat_line", "implausible_amplitude", "implausible_scale", "checksum_mismatch", "wrong_length",
-            "missing_file"}
+            "missing_file", "unreadable_signal"}
         assert {status[n] for n in (*(Path(r).name for r in REAL), "reordered", "extra_signal", "microvolt", "spike", "negative_gain",
                                     "zero_gain", "short_padded", "at_500hz", "packed_212", "longer")} == {"ok"}
         assert sum(together) >= 15  # the records of the common layout did go through the batched checks
