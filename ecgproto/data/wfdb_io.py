@@ -362,20 +362,15 @@ def _fast_physical(digital: np.ndarray, header: FastHeader, info: HeaderInfo, n_
     return _physical(digital, header.adc_gain, header.baseline, invalid, header.units, _lead_columns(info))
 
 
-def _read_signal(stem: str, header: Header, info: HeaderInfo, n_frames: int,
-                 digital: np.ndarray | None = None) -> np.ndarray:
-    """First ``n_frames`` samples of the signal, (12, T) in mV (float64, NaN where invalid); raises _RecordProblem.
+def _read_signal(stem: str, header: wfdb.Record | wfdb.MultiRecord, info: HeaderInfo, n_frames: int) -> np.ndarray:
+    """First ``n_frames`` samples of a record outside the fast layout, read by wfdb: (12, T) in mV
+    (float64, NaN where invalid); raises _RecordProblem.
 
-    ``digital``: a fast-layout record's frames when already read. Checksums are compared only when
-    the whole record is read (``n_frames >= sig_len``)."""
+    Checksums are compared only when the whole record is read (``n_frames >= sig_len``)."""
     cols = _lead_columns(info)
     folder = Path(stem).parent
     whole = _whole(header, n_frames)
     sampto = None if whole else n_frames
-    if isinstance(header, FastHeader):
-        if digital is None:
-            digital = _fast_digital(stem, header, n_frames)
-        return _fast_physical(digital, header, info, n_frames)
     if isinstance(header, wfdb.MultiRecord):
         try:
             record = wfdb.rdrecord(stem, physical=True, m2s=True, sampto=sampto)
@@ -447,9 +442,12 @@ def _stage(path: str | Path, fs: int, n_samples: int) -> _Staged | RecordResult:
 
 def _finish(staged: _Staged, fs: int, n_samples: int) -> RecordResult:
     """The signal checks of :func:`read_record` for a staged record."""
-    stem, info = staged.stem, staged.info
+    stem, header, info = staged.stem, staged.header, staged.info
     try:
-        signal = _read_signal(stem, staged.header, info, staged.n_frames, staged.digital)
+        if isinstance(header, FastHeader):  # its frames were read by _stage
+            signal = _fast_physical(staged.digital, header, info, staged.n_frames)
+        else:
+            signal = _read_signal(stem, header, info, staged.n_frames)
     except _RecordProblem as exc:
         return _bad(stem, exc.status, exc.message, info.fs)
     except Exception as exc:
@@ -532,11 +530,12 @@ def _checked_together(staged: list[_Staged], fs: int, block: int = 8) -> list[np
     scale = np.stack([_unit_scales(s.header.units) for s in staged])[rows, cols][:, :, None]
     suspect |= ~((gain > 0) & (scale > 0)).all(axis=(1, 2))
 
-    def mv(d: np.ndarray) -> np.ndarray:  # (B, 12, k) digital -> mV, _physical's operations in its order
+    def mv(d: np.ndarray, part: slice = slice(None)) -> np.ndarray:
+        """Digital (b, 12, k) of the records ``part`` -> mV float64, _physical's operations in its order."""
         x = d.astype(np.float64)
-        x -= baseline
-        x /= gain
-        x *= scale
+        x -= baseline[part]
+        x /= gain[part]
+        x *= scale[part]
         return x
 
     invalid = np.asarray([INVALID_SAMPLE[s.header.fmt] for s in staged], dtype=np.int64)[:, None]
@@ -559,10 +558,7 @@ def _checked_together(staged: list[_Staged], fs: int, block: int = 8) -> list[np
     signals = np.empty((n, len(LEADS), n_frames), dtype=np.float32)
     for start in range(0, n, block):
         part = slice(start, start + block)
-        x = np.subtract(selected[part], baseline[part], dtype=np.float64)
-        x /= gain[part]
-        x *= scale[part]
-        signals[part] = x
+        signals[part] = mv(selected[part], part)
     return [None if bad else signals[k] for k, bad in enumerate(suspect)]
 
 
